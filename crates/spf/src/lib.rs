@@ -1,0 +1,1 @@
+//! RFC 7208 SPF engine.

@@ -1,0 +1,1 @@
+//! A DNS server for tests (being written).
