@@ -76,8 +76,7 @@ pub trait Lookup: Send + Sync {
     fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send;
 
     /// IPv6 addresses of `name` (CNAMEs followed).
-    fn lookup_aaaa(&self, name: &str)
-    -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send;
+    fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send;
 
     /// Mail exchangers of `name`, in answer order.
     fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send;
@@ -96,10 +95,7 @@ impl<L: Lookup + ?Sized> Lookup for &L {
     fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
         (**self).lookup_a(name)
     }
-    fn lookup_aaaa(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
+    fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
         (**self).lookup_aaaa(name)
     }
     fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send {
@@ -117,10 +113,7 @@ impl<L: Lookup + ?Sized> Lookup for std::sync::Arc<L> {
     fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
         (**self).lookup_a(name)
     }
-    fn lookup_aaaa(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
+    fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
         (**self).lookup_aaaa(name)
     }
     fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send {

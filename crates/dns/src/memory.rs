@@ -215,10 +215,7 @@ impl Lookup for Zone {
         }))
     }
 
-    fn lookup_aaaa(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
+    fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
         ready(self.resolve(name, RecordType::Aaaa, |d| match d {
             RecordData::Aaaa(a) => Some(a),
             _ => None,
@@ -240,10 +237,12 @@ impl Lookup for Zone {
     }
 
     fn lookup_ptr(&self, ip: IpAddr) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
-        ready(self.resolve(&reverse_name(ip), RecordType::Ptr, |d| match d {
-            RecordData::Ptr(target) => Some(normalize_name(&target)),
-            _ => None,
-        }))
+        ready(
+            self.resolve(&reverse_name(ip), RecordType::Ptr, |d| match d {
+                RecordData::Ptr(target) => Some(normalize_name(&target)),
+                _ => None,
+            }),
+        )
     }
 }
 
@@ -264,7 +263,10 @@ mod tests {
     #[test]
     fn names_match_without_regard_to_case() {
         let mut zone = Zone::new();
-        zone.add("Mail.Example.COM", RecordData::A("192.0.2.1".parse().unwrap()));
+        zone.add(
+            "Mail.Example.COM",
+            RecordData::A("192.0.2.1".parse().unwrap()),
+        );
         let got = block_on(zone.lookup_a("mail.example.com.")).unwrap();
         assert_eq!(got, vec!["192.0.2.1".parse::<Ipv4Addr>().unwrap()]);
     }
@@ -273,15 +275,24 @@ mod tests {
     fn missing_name_is_nxdomain_and_missing_type_is_nodata() {
         let mut zone = Zone::new();
         zone.add_txt("example.com", "hello");
-        assert_eq!(block_on(zone.lookup_a("nowhere.example.com")), Err(LookupError::NxDomain));
-        assert_eq!(block_on(zone.lookup_a("example.com")), Err(LookupError::NoData));
+        assert_eq!(
+            block_on(zone.lookup_a("nowhere.example.com")),
+            Err(LookupError::NxDomain)
+        );
+        assert_eq!(
+            block_on(zone.lookup_a("example.com")),
+            Err(LookupError::NoData)
+        );
         assert!(LookupError::NoData.is_void() && !LookupError::Timeout.is_void());
     }
 
     #[test]
     fn txt_character_strings_are_concatenated() {
         let mut zone = Zone::new();
-        zone.add("example.com", RecordData::Txt(vec!["v=spf1 ip4:".into(), "192.0.2.5 -all".into()]));
+        zone.add(
+            "example.com",
+            RecordData::Txt(vec!["v=spf1 ip4:".into(), "192.0.2.5 -all".into()]),
+        );
         assert_eq!(
             block_on(zone.lookup_txt("example.com")).unwrap(),
             vec!["v=spf1 ip4:192.0.2.5 -all".to_owned()]
@@ -291,10 +302,22 @@ mod tests {
     #[test]
     fn cname_is_followed_and_loops_fail() {
         let mut zone = Zone::new();
-        zone.add("www.example.com", RecordData::Cname("host.example.com".into()));
-        zone.add("host.example.com", RecordData::A("192.0.2.9".parse().unwrap()));
-        zone.add("loop1.example.com", RecordData::Cname("loop2.example.com".into()));
-        zone.add("loop2.example.com", RecordData::Cname("loop1.example.com".into()));
+        zone.add(
+            "www.example.com",
+            RecordData::Cname("host.example.com".into()),
+        );
+        zone.add(
+            "host.example.com",
+            RecordData::A("192.0.2.9".parse().unwrap()),
+        );
+        zone.add(
+            "loop1.example.com",
+            RecordData::Cname("loop2.example.com".into()),
+        );
+        zone.add(
+            "loop2.example.com",
+            RecordData::Cname("loop1.example.com".into()),
+        );
         assert_eq!(block_on(zone.lookup_a("www.example.com")).unwrap().len(), 1);
         assert!(matches!(
             block_on(zone.lookup_a("loop1.example.com")),
@@ -308,13 +331,19 @@ mod tests {
         zone.add_txt("slow.example.com", "v=spf1 -all");
         zone.add_entry("slow.example.com", Entry::Timeout);
         assert!(block_on(zone.lookup_txt("slow.example.com")).is_ok());
-        assert_eq!(block_on(zone.lookup_a("slow.example.com")), Err(LookupError::Timeout));
+        assert_eq!(
+            block_on(zone.lookup_a("slow.example.com")),
+            Err(LookupError::Timeout)
+        );
     }
 
     #[test]
     fn ptr_is_looked_up_under_the_reverse_name() {
         let mut zone = Zone::new();
-        zone.add("7.2.0.192.in-addr.arpa", RecordData::Ptr("mail.example.com.".into()));
+        zone.add(
+            "7.2.0.192.in-addr.arpa",
+            RecordData::Ptr("mail.example.com.".into()),
+        );
         assert_eq!(
             block_on(zone.lookup_ptr("192.0.2.7".parse().unwrap())).unwrap(),
             vec!["mail.example.com".to_owned()]
