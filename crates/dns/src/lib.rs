@@ -13,10 +13,15 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+#[cfg(feature = "hickory")]
+pub mod hickory;
 pub mod memory;
 mod name;
 
 pub use name::{normalize_name, reverse_name};
+
+#[cfg(feature = "hickory")]
+pub use hickory::{HickoryLookup, ResolverError, ResolverOptions};
 
 /// A mail exchanger from an MX answer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

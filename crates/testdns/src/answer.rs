@@ -206,7 +206,9 @@ pub(crate) fn wire_name(name: &str) -> Option<Name> {
 }
 
 /// A TXT-style RDATA: each string a character-string, strings longer than
-/// 255 bytes split into 255-byte chunks.
+/// 255 bytes split into 255-byte chunks. A record with no strings at all
+/// (the suite's `[]`) goes out as one empty character-string: RFC 1035
+/// wants at least one, and resolvers reject an empty RDATA.
 fn character_strings(strings: &[String]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     for s in strings {
@@ -214,6 +216,9 @@ fn character_strings(strings: &[String]) -> Vec<&[u8]> {
             out.push(&b""[..]);
         }
         out.extend(s.as_bytes().chunks(255));
+    }
+    if out.is_empty() {
+        out.push(&b""[..]);
     }
     out
 }
@@ -327,6 +332,7 @@ mod tests {
             vec![255, 255, 90]
         );
         assert_eq!(character_strings(&["".into()]), vec![&b""[..]]);
+        assert_eq!(character_strings(&[]), vec![&b""[..]]);
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! [`Lookup`] over real DNS, with hickory-resolver: the only module of
+//! tollgate that names hickory types.
+//!
+//! [`HickoryLookup`] is a stub resolver: it asks the configured nameservers
+//! (those of `/etc/resolv.conf` by default) over UDP, and again over TCP when
+//! an answer comes back truncated. Every clone shares one resolver and one
+//! cache, which honours TTLs and keeps negative answers for the SOA's
+//! negative TTL. Names are always absolute: no search domains, no `ndots`,
+//! no hosts file.
+//!
+//! Outcomes map onto [`LookupError`] as the checks need them: NXDOMAIN and
+//! an empty NOERROR answer are `NxDomain` and `NoData` (void lookups);
+//! SERVFAIL, REFUSED and other response codes are `ServerFailure` with the
+//! RCODE's mnemonic; no answer in time is `Timeout`.
+//!
+//! hickory-resolver spawns its connections on the tokio runtime that first
+//! uses them: use a `HickoryLookup` (and its clones) from one runtime.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::{Resolver, TokioResolver};
+
+use crate::{Lookup, LookupError, LookupResult, Mx, normalize_name, reverse_name};
+
+/// How a [`HickoryLookup`] reaches DNS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolverOptions {
+    /// Nameservers (address and port), asked over UDP and, for truncated
+    /// answers, TCP on the same port. `None`: those of `/etc/resolv.conf`.
+    pub nameservers: Option<Vec<SocketAddr>>,
+    /// How long one attempt waits for an answer.
+    pub timeout: Duration,
+    /// How many times a query is sent before giving up (at least 1).
+    pub attempts: usize,
+    /// How many answers the shared cache holds.
+    pub cache_size: usize,
+}
+
+impl Default for ResolverOptions {
+    fn default() -> Self {
+        Self {
+            nameservers: None,
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+            cache_size: 4096,
+        }
+    }
+}
+
+/// Why a [`HickoryLookup`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolverError {
+    /// The system resolver configuration could not be read.
+    #[error("cannot read the system resolver configuration: {0}")]
+    SystemConfig(String),
+    /// There is no nameserver to ask.
+    #[error("no nameservers configured")]
+    NoNameservers,
+    /// hickory-resolver refused the configuration.
+    #[error("cannot build the resolver: {0}")]
+    Build(String),
+}
+
+/// A [`Lookup`] that asks real nameservers through hickory-resolver.
+/// Cheap to clone; clones share the resolver and its cache.
+#[derive(Clone, Debug)]
+pub struct HickoryLookup {
+    resolver: Arc<TokioResolver>,
+}
+
+impl HickoryLookup {
+    /// Builds a resolver from `options`.
+    pub fn new(options: ResolverOptions) -> Result<Self, ResolverError> {
+        let name_servers = match &options.nameservers {
+            Some(addrs) => addrs
+                .iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                })
+                .collect(),
+            None => {
+                let (system, _) = hickory_resolver::system_conf::read_system_conf()
+                    .map_err(|e| ResolverError::SystemConfig(e.to_string()))?;
+                // Only the nameservers: the search list and options are ignored.
+                system.into_parts().2
+            }
+        };
+        if name_servers.is_empty() {
+            return Err(ResolverError::NoNameservers);
+        }
+        let config = ResolverConfig::from_name_servers(name_servers);
+
+        let mut opts = ResolverOpts::default();
+        opts.timeout = options.timeout;
+        // hickory counts retries after the first try.
+        opts.attempts = options.attempts.max(1) - 1;
+        opts.cache_size = options.cache_size as u64;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+
+        let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(|e| ResolverError::Build(e.to_string()))?;
+        Ok(Self {
+            resolver: Arc::new(resolver),
+        })
+    }
+
+    /// Forgets every cached answer.
+    pub fn clear_cache(&self) {
+        self.resolver.clear_cache();
+    }
+
+    /// The records of type `rtype` answering `name` (CNAMEs followed).
+    async fn query(&self, name: &str, rtype: RecordType) -> LookupResult<Vec<RData>> {
+        // A name that cannot be encoded (an empty label, a label over 63
+        // bytes, over 255 bytes in all) cannot exist.
+        let Some(name) = absolute_name(name) else {
+            return Err(LookupError::NxDomain);
+        };
+        let lookup = self.resolver.lookup(name, rtype).await.map_err(map_error)?;
+        let records: Vec<RData> = lookup
+            .answers()
+            .iter()
+            .filter(|r| r.record_type() == rtype)
+            .map(|r| r.data.clone())
+            .collect();
+        if records.is_empty() {
+            Err(LookupError::NoData)
+        } else {
+            Ok(records)
+        }
+    }
+
+    async fn resolve<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(RData) -> Option<T>,
+    ) -> LookupResult<Vec<T>> {
+        let found: Vec<T> = self
+            .query(name, rtype)
+            .await?
+            .into_iter()
+            .filter_map(pick)
+            .collect();
+        if found.is_empty() {
+            Err(LookupError::NoData)
+        } else {
+            Ok(found)
+        }
+    }
+}
+
+impl Lookup for HickoryLookup {
+    fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
+        self.resolve(name, RecordType::A, |d| match d {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+    }
+
+    fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
+        self.resolve(name, RecordType::AAAA, |d| match d {
+            RData::AAAA(a) => Some(a.0),
+            _ => None,
+        })
+    }
+
+    fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send {
+        self.resolve(name, RecordType::MX, |d| match d {
+            RData::MX(mx) => Some(Mx {
+                preference: mx.preference,
+                exchange: name_text(&mx.exchange),
+            }),
+            _ => None,
+        })
+    }
+
+    fn lookup_txt(&self, name: &str) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
+        self.resolve(name, RecordType::TXT, |d| match d {
+            RData::TXT(txt) => Some(txt_text(&txt)),
+            _ => None,
+        })
+    }
+
+    fn lookup_ptr(&self, ip: IpAddr) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
+        let name = reverse_name(ip);
+        async move {
+            self.resolve(&name, RecordType::PTR, |d| match d {
+                RData::PTR(ptr) => Some(normalize_name(&name_text(&ptr.0))),
+                _ => None,
+            })
+            .await
+        }
+    }
+}
+
+/// A TXT record's character-strings concatenated (RFC 7208 §3.3); bytes
+/// that are not UTF-8 become U+FFFD. The bytes are joined first, so a UTF-8
+/// sequence split across two strings survives.
+fn txt_text(txt: &TXT) -> String {
+    let bytes: Vec<u8> = txt
+        .txt_data
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `name` as an absolute DNS name, label by label (no escapes, no IDNA).
+fn absolute_name(name: &str) -> Option<Name> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Some(Name::root());
+    }
+    Name::from_labels(name.split('.').map(str::as_bytes)).ok()
+}
+
+/// A name as text: labels joined with dots, no trailing dot (bytes that are
+/// not UTF-8 replaced).
+fn name_text(name: &Name) -> String {
+    let labels: Vec<_> = name.iter().map(String::from_utf8_lossy).collect();
+    labels.join(".")
+}
+
+fn map_error(error: NetError) -> LookupError {
+    match error {
+        NetError::Dns(DnsError::NoRecordsFound(no_records)) => {
+            rcode_error(no_records.response_code)
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) => rcode_error(code),
+        NetError::Timeout => LookupError::Timeout,
+        NetError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => LookupError::Timeout,
+        other => {
+            tracing::debug!(error = %other, "dns lookup failed");
+            LookupError::Other(other.to_string())
+        }
+    }
+}
+
+fn rcode_error(code: ResponseCode) -> LookupError {
+    match code {
+        ResponseCode::NXDomain => LookupError::NxDomain,
+        ResponseCode::NoError => LookupError::NoData,
+        code => LookupError::ServerFailure(rcode_name(code)),
+    }
+}
+
+/// The RCODE mnemonic (RFC 6895 §2.3).
+fn rcode_name(code: ResponseCode) -> String {
+    let name = match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        ResponseCode::BADSIG => "BADSIG",
+        ResponseCode::BADKEY => "BADKEY",
+        ResponseCode::BADTIME => "BADTIME",
+        ResponseCode::BADMODE => "BADMODE",
+        ResponseCode::BADNAME => "BADNAME",
+        ResponseCode::BADALG => "BADALG",
+        ResponseCode::BADTRUNC => "BADTRUNC",
+        ResponseCode::BADCOOKIE => "BADCOOKIE",
+        other => return format!("RCODE{}", u16::from(other)),
+    };
+    name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_absolute_label_by_label() {
+        let name = absolute_name("Mail.Example.com").unwrap();
+        assert!(name.is_fqdn());
+        assert_eq!(name.to_ascii(), "Mail.Example.com.");
+        assert!(absolute_name("example.com.").unwrap().is_fqdn());
+        assert!(absolute_name("").unwrap().is_root());
+        // Characters that zone-file syntax would treat as escapes stay literal.
+        assert_eq!(
+            name_text(&absolute_name("a\\b.example.com").unwrap()),
+            "a\\b.example.com"
+        );
+    }
+
+    #[test]
+    fn impossible_names_are_rejected() {
+        assert!(absolute_name(&format!("{}.example.com", "a".repeat(64))).is_none());
+        assert!(absolute_name("a..example.com").is_none());
+        assert!(absolute_name(&["abcdefghij"; 30].join(".")).is_none());
+    }
+
+    #[test]
+    fn txt_strings_are_joined_before_decoding() {
+        let split = "é".as_bytes();
+        let txt = TXT::from_bytes(vec![b"v=spf1 ", &split[..1], &split[1..], b" \xff"]);
+        assert_eq!(txt_text(&txt), "v=spf1 é \u{fffd}");
+    }
+
+    #[test]
+    fn rcodes_map_to_lookup_errors() {
+        assert_eq!(rcode_error(ResponseCode::NXDomain), LookupError::NxDomain);
+        assert_eq!(rcode_error(ResponseCode::NoError), LookupError::NoData);
+        assert_eq!(
+            rcode_error(ResponseCode::ServFail),
+            LookupError::ServerFailure("SERVFAIL".into())
+        );
+        assert_eq!(
+            rcode_error(ResponseCode::Refused),
+            LookupError::ServerFailure("REFUSED".into())
+        );
+        assert_eq!(
+            rcode_error(ResponseCode::Unknown(3000)),
+            LookupError::ServerFailure("RCODE3000".into())
+        );
+        assert_eq!(map_error(NetError::Timeout), LookupError::Timeout);
+    }
+
+    #[test]
+    fn default_options_use_the_system_configuration() {
+        let options = ResolverOptions::default();
+        assert_eq!(options.nameservers, None);
+        assert_eq!(options.timeout, Duration::from_secs(2));
+        assert_eq!((options.attempts, options.cache_size), (2, 4096));
+    }
+}
