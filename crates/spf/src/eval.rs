@@ -125,6 +125,8 @@ impl<'a, L: Lookup> Eval<'a, L> {
         };
         SpfOutput {
             identity: self.identity,
+            ip: self.ip,
+            helo: self.helo.to_owned(),
             sender: self.sender,
             checked_domain: checked,
             result: verdict.result,

@@ -2,6 +2,7 @@
 //! administrator needs to understand it.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use tollgate_dns::LookupError;
@@ -168,6 +169,10 @@ impl fmt::Display for TraceEntry {
 pub struct SpfOutput {
     /// The identity checked.
     pub identity: Identity,
+    /// The client address evaluated (an IPv4-mapped IPv6 address as IPv4).
+    pub ip: IpAddr,
+    /// The HELO name given.
+    pub helo: String,
     /// The sender used (`postmaster@<domain>` when there was no local-part).
     pub sender: String,
     /// The domain check_host started from.

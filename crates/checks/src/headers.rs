@@ -1,0 +1,198 @@
+//! Trace headers: `Received-SPF` (RFC 7208 §9.1) and
+//! `Authentication-Results` (RFC 8601).
+//!
+//! Values are returned unfolded, on one line; the milter folds them.
+//! Every identity is labelled (`identity=`, `smtp.mailfrom` / `smtp.helo`)
+//! so that a HELO result is never read as the MAIL FROM one.
+
+use tollgate_spf::{Identity, SpfOutput, SpfResult};
+
+use crate::{Outcome, Stage, StageReport};
+
+/// The value of a `Received-SPF` header for one SPF evaluation.
+///
+/// `envelope_from` is the MAIL FROM address as given (empty for the null
+/// sender, in which case the key is left out); `receiver` names this host.
+pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> String {
+    let who = match out.identity {
+        Identity::MailFrom => format!("domain of {}", out.sender),
+        Identity::Helo => format!("domain of {}", out.sender),
+    };
+    let ip = out.ip;
+    let comment = match out.result {
+        SpfResult::Pass => format!("{who} designates {ip} as permitted sender"),
+        SpfResult::Fail => format!("{who} does not designate {ip} as permitted sender"),
+        SpfResult::SoftFail => {
+            format!("{who} discourages use of {ip} as permitted sender")
+        }
+        SpfResult::Neutral => format!("{ip} is neither permitted nor denied by {who}"),
+        SpfResult::None => format!("{who} does not provide an SPF record"),
+        SpfResult::PermError => format!("error in processing during lookup of {}", out.sender),
+        SpfResult::TempError => {
+            format!(
+                "temporary error in processing during lookup of {}",
+                out.sender
+            )
+        }
+    };
+    let mut value = format!(
+        "{} ({}: {}) client-ip={ip};",
+        out.result,
+        comment_text(receiver),
+        comment_text(&comment)
+    );
+    let bare_from = envelope_from
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    if !bare_from.is_empty() {
+        value.push_str(&format!(" envelope-from={};", quoted(bare_from)));
+    }
+    if !out.helo.is_empty() {
+        value.push_str(&format!(" helo={};", atom_or_quoted(&out.helo)));
+    }
+    value.push_str(&format!(
+        " receiver={}; identity={};",
+        atom_or_quoted(receiver),
+        out.identity
+    ));
+    if let Some(mechanism) = &out.mechanism {
+        value.push_str(&format!(" mechanism={};", quoted(mechanism)));
+    }
+    if let Some(problem) = &out.problem
+        && matches!(out.result, SpfResult::PermError | SpfResult::TempError)
+    {
+        value.push_str(&format!(" problem={};", quoted(problem)));
+    }
+    value
+}
+
+/// The value of an `Authentication-Results` header for the stages that
+/// ran. `skipped` is the reason the message was not checked, if it was not.
+pub fn authentication_results(
+    authserv_id: &str,
+    reports: &[StageReport],
+    skipped: Option<&str>,
+) -> String {
+    let mut parts = Vec::new();
+    for report in reports {
+        match report.stage {
+            Stage::SpfMailfrom => {
+                if let Some(out) = &report.spf {
+                    parts.push(format!(
+                        "spf={} smtp.mailfrom={}",
+                        out.result,
+                        pvalue(&out.checked_domain)
+                    ));
+                }
+            }
+            Stage::SpfHelo => {
+                if let Some(out) = &report.spf {
+                    parts.push(format!(
+                        "spf={} smtp.helo={}",
+                        out.result,
+                        pvalue(&out.checked_domain)
+                    ));
+                }
+            }
+            Stage::Fcrdns => {
+                let result = match report.outcome {
+                    Outcome::Pass => "pass",
+                    Outcome::Fail => "fail",
+                    Outcome::PermError => "permerror",
+                    _ => "temperror",
+                };
+                let mut part = format!("iprev={result}");
+                if let Some(info) = &report.fcrdns {
+                    part.push_str(&format!(" policy.iprev={}", pvalue(&info.ip.to_string())));
+                }
+                if let Some(name) = report.fcrdns.as_ref().and_then(|i| i.confirmed.as_ref()) {
+                    part.push_str(&format!(" ({})", comment_text(name)));
+                }
+                parts.push(part);
+            }
+            _ => {}
+        }
+    }
+    let id = atom_or_quoted(authserv_id);
+    match (parts.is_empty(), skipped) {
+        (true, Some(why)) => format!("{id}; none ({})", comment_text(why)),
+        (true, None) => format!("{id}; none"),
+        (false, _) => format!("{id}; {}", parts.join(";\r\n\t")),
+    }
+}
+
+/// RFC 2045 `token` characters: printable ASCII except tspecials.
+fn is_token(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+}
+
+/// An RFC 8601 pvalue: a token, `local@domain`, or a quoted string.
+fn pvalue(value: &str) -> String {
+    if is_token(value) {
+        return value.to_owned();
+    }
+    if let Some((local, domain)) = value.rsplit_once('@')
+        && is_token(domain)
+        && (local.is_empty() || is_dot_atom(local))
+    {
+        return value.to_owned();
+    }
+    quoted(value)
+}
+
+/// RFC 5322 dot-atom text.
+fn is_dot_atom(value: &str) -> bool {
+    !value.is_empty()
+        && value.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
+        })
+}
+
+fn atom_or_quoted(value: &str) -> String {
+    if is_dot_atom(value) {
+        value.to_owned()
+    } else {
+        quoted(value)
+    }
+}
+
+/// An RFC 5322 quoted-string; non-printable characters become `?`.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Text safe inside an RFC 5322 comment.
+fn comment_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '(' | ')' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}

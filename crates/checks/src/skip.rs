@@ -1,0 +1,126 @@
+//! Stage 0, `skip`: clients and messages that are not checked at all
+//! (trusted networks, SASL-authenticated senders, listed HELO names and
+//! sender domains). Skipped mail is never rejected by SPF.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// What is exempt from checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkipLists {
+    /// Client networks that are trusted (loopback by default).
+    pub trusted_networks: Vec<IpNet>,
+    /// Skip SASL-authenticated senders (`{auth_authen}` set).
+    pub authenticated: bool,
+    /// HELO names to skip: `host.example.com` matches that name only,
+    /// `.example.com` any name under example.com.
+    pub helo_names: Vec<String>,
+    /// Sender domains to skip, with the same matching as `helo_names`.
+    pub sender_domains: Vec<String>,
+}
+
+impl Default for SkipLists {
+    fn default() -> Self {
+        SkipLists {
+            trusted_networks: vec![
+                "127.0.0.0/8".parse().expect("valid network"),
+                "::1/128".parse().expect("valid network"),
+            ],
+            authenticated: true,
+            helo_names: Vec::new(),
+            sender_domains: Vec::new(),
+        }
+    }
+}
+
+impl SkipLists {
+    /// Why a client address is exempt, if it is.
+    pub fn client(&self, ip: IpAddr) -> Option<String> {
+        let ip = canonical(ip);
+        self.trusted_networks
+            .iter()
+            .find(|net| net.contains(&ip))
+            .map(|net| format!("client {ip} is in trusted network {net}"))
+    }
+
+    /// Why an authenticated session is exempt, if it is.
+    pub fn auth(&self, auth_user: Option<&str>) -> Option<String> {
+        match auth_user {
+            Some(user) if self.authenticated && !user.is_empty() => {
+                Some(format!("sender authenticated as {user}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Why a HELO name is exempt, if it is.
+    pub fn helo(&self, helo: &str) -> Option<String> {
+        find_domain(&self.helo_names, helo).map(|entry| format!("HELO {helo} is listed ({entry})"))
+    }
+
+    /// Why a sender domain is exempt, if it is.
+    pub fn sender_domain(&self, domain: &str) -> Option<String> {
+        find_domain(&self.sender_domains, domain)
+            .map(|entry| format!("sender domain {domain} is listed ({entry})"))
+    }
+}
+
+/// An IPv4-mapped IPv6 address is the IPv4 client it maps.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn find_domain<'a>(list: &'a [String], name: &str) -> Option<&'a str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    list.iter()
+        .find(|entry| match entry.strip_prefix('.') {
+            Some(parent) => {
+                name.len() > parent.len() + 1
+                    && name.is_char_boundary(name.len() - parent.len() - 1)
+                    && name[name.len() - parent.len() - 1..]
+                        .eq_ignore_ascii_case(&format!(".{parent}"))
+            }
+            None => entry.eq_ignore_ascii_case(name),
+        })
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_trusted_by_default_and_mapped_addresses_count() {
+        let lists = SkipLists::default();
+        assert!(lists.client("127.0.0.1".parse().unwrap()).is_some());
+        assert!(lists.client("::ffff:127.0.0.1".parse().unwrap()).is_some());
+        assert!(lists.client("::1".parse().unwrap()).is_some());
+        assert!(lists.client("192.0.2.7".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn domain_lists_match_exactly_or_by_leading_dot() {
+        let lists = SkipLists {
+            helo_names: vec!["relay.example.com".into(), ".example.net".into()],
+            ..SkipLists::default()
+        };
+        assert!(lists.helo("Relay.Example.COM").is_some());
+        assert!(lists.helo("other.example.com").is_none());
+        assert!(lists.helo("mx1.example.net").is_some());
+        assert!(lists.helo("example.net").is_none());
+        assert!(lists.helo("badexample.net").is_none());
+    }
+
+    #[test]
+    fn authenticated_senders_are_skipped_unless_disabled() {
+        let mut lists = SkipLists::default();
+        assert!(lists.auth(Some("alice")).is_some());
+        assert!(lists.auth(Some("")).is_none());
+        lists.authenticated = false;
+        assert!(lists.auth(Some("alice")).is_none());
+    }
+}
