@@ -13,8 +13,9 @@
 //! SERVFAIL, REFUSED and other response codes are `ServerFailure` with the
 //! RCODE's mnemonic; no answer in time is `Timeout`.
 //!
-//! hickory-resolver spawns its connections on the tokio runtime that first
-//! uses them: use a `HickoryLookup` (and its clones) from one runtime.
+//! Building a `HickoryLookup` needs no runtime, but hickory-resolver spawns
+//! its connections on the tokio runtime that first uses them: use a
+//! `HickoryLookup` (and its clones) from one runtime.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -340,6 +341,15 @@ mod tests {
             LookupError::ServerFailure("RCODE3000".into())
         );
         assert_eq!(map_error(NetError::Timeout), LookupError::Timeout);
+    }
+
+    #[test]
+    fn building_needs_no_runtime() {
+        let options = ResolverOptions {
+            nameservers: Some(vec!["127.0.0.1:5353".parse().unwrap()]),
+            ..ResolverOptions::default()
+        };
+        assert!(HickoryLookup::new(options).is_ok());
     }
 
     #[test]
