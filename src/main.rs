@@ -1,5 +1,43 @@
-//! The `tollgate` command: a thin front end over the library.
+//! The `tollgate` command: parses arguments and hands over to the library.
 
-fn main() {
-    println!("tollgate {}", env!("CARGO_PKG_VERSION"));
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tollgate::cli::check;
+
+/// A milter that turns away forged and bot mail at CONNECT, HELO and MAIL FROM.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every check for one client and show what the milter would do.
+    Check(check::CheckArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => match check::run(&args).await {
+            Ok(report) => {
+                let text = match args.format {
+                    check::Format::Text => check::render_text(&report),
+                    check::Format::Json => format!("{:#}\n", check::render_json(&report)),
+                };
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate check: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }

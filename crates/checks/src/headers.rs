@@ -75,7 +75,11 @@ pub fn authentication_results(
     skipped: Option<&str>,
 ) -> String {
     let mut parts = Vec::new();
-    for report in reports {
+    // The MAIL FROM result first: it is the one DMARC reads.
+    let order = [Stage::SpfMailfrom, Stage::SpfHelo, Stage::Fcrdns];
+    let mut ordered: Vec<&StageReport> = reports.iter().collect();
+    ordered.sort_by_key(|r| order.iter().position(|s| *s == r.stage));
+    for report in ordered {
         match report.stage {
             Stage::SpfMailfrom => {
                 if let Some(out) = &report.spf {
@@ -195,4 +199,35 @@ fn comment_text(value: &str) -> String {
         }
     }
     out
+}
+
+/// The headers tollgate adds to a message, in the order they are to be
+/// inserted at the top: `Authentication-Results` above `Received-SPF`.
+/// `Received-SPF` describes the MAIL FROM identity (the HELO identity for
+/// the null sender, or when MAIL FROM was not checked).
+pub fn message_headers(
+    eval: &crate::Evaluation,
+    envelope_from: &str,
+    authserv_id: &str,
+    receiver: &str,
+    with_received_spf: bool,
+    with_authentication_results: bool,
+) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if with_authentication_results {
+        headers.push((
+            "Authentication-Results",
+            authentication_results(authserv_id, &eval.stages, eval.skipped()),
+        ));
+    }
+    if with_received_spf {
+        let spf = eval
+            .report(Stage::SpfMailfrom)
+            .or_else(|| eval.report(Stage::SpfHelo))
+            .and_then(|r| r.spf.as_ref());
+        if let Some(out) = spf {
+            headers.push(("Received-SPF", received_spf(out, envelope_from, receiver)));
+        }
+    }
+    headers
 }

@@ -136,10 +136,15 @@ pub(crate) fn syntax(
         ));
     }
     let lower = helo.strip_suffix('.').unwrap_or(helo).to_ascii_lowercase();
-    if (lower == "localhost" || lower.starts_with("localhost.")) && !client.is_loopback() {
-        return SyntaxFinding::forged(format!(
-            "HELO {show} claims to be localhost but the client is {client}"
-        ));
+    if lower == "localhost" || lower.starts_with("localhost.") {
+        if client.is_loopback() {
+            return SyntaxFinding::pass(format!("HELO {show} from a loopback client"));
+        }
+        if is_fqdn(helo) {
+            return SyntaxFinding::forged(format!(
+                "HELO {show} claims to be localhost but the client is {client}"
+            ));
+        }
     }
     if !is_fqdn(helo) {
         return SyntaxFinding::syntax(format!(
@@ -286,7 +291,8 @@ mod tests {
 
     #[test]
     fn bare_words_and_bare_addresses_fail_with_syntax_code() {
-        let f = check("localhost", "127.0.0.1");
+        assert_eq!(check("localhost", "127.0.0.1").outcome, Outcome::Pass);
+        let f = check("localhost", "192.0.2.7");
         assert_eq!(f.outcome, Outcome::Fail);
         assert_eq!(f.enhanced, "5.5.2");
         assert_eq!(

@@ -115,8 +115,15 @@ impl Evaluation {
         self.stages.iter().find(|r| r.stage == stage)
     }
 
-    /// The verdict: the first decisive stage, else accept.
+    /// The verdict: accept when skipped, else the first decisive stage, else accept.
     pub fn verdict(&self) -> Verdict {
+        if self.skipped().is_some() {
+            return Verdict {
+                action: Action::Tag,
+                stage: Some(Stage::Skip),
+                reply: None,
+            };
+        }
         if let Some(report) = self.decisive() {
             return Verdict {
                 action: report.action,
@@ -126,7 +133,7 @@ impl Evaluation {
         }
         Verdict {
             action: Action::Tag,
-            stage: self.skipped().map(|_| Stage::Skip),
+            stage: None,
             reply: None,
         }
     }
@@ -323,7 +330,9 @@ impl<L: Lookup> Checker<L> {
             });
         if let Some(report) = skip {
             eval.stages.push(report);
-            return eval;
+            if mode == Mode::StopEarly {
+                return eval;
+            }
         }
         let stop = |eval: &Evaluation| mode == Mode::StopEarly && eval.decisive().is_some();
         let policy = &self.settings.policy;

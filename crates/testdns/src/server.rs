@@ -128,6 +128,24 @@ impl TestDns {
     /// server's tasks.
     pub async fn start(zone: Zone) -> io::Result<TestDns> {
         let (udp, tcp) = bind_pair().await?;
+        Self::serve(zone, udp, tcp)
+    }
+
+    /// Starts a server for `zone` on a given loopback address (UDP and TCP),
+    /// for the standalone `testdns` binary and tests that need a fixed port.
+    pub async fn start_on(zone: Zone, addr: SocketAddr) -> io::Result<TestDns> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "testdns only listens on loopback addresses",
+            ));
+        }
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(udp.local_addr()?).await?;
+        Self::serve(zone, udp, tcp)
+    }
+
+    fn serve(zone: Zone, udp: UdpSocket, tcp: TcpListener) -> io::Result<TestDns> {
         let addr = udp.local_addr()?;
         let shared = Arc::new(Shared {
             zone: RwLock::new(Arc::new(zone)),

@@ -1,0 +1,4 @@
+//! The command line: `tollgate check` (and, from the milter work on,
+//! `tollgate serve`).
+
+pub mod check;

@@ -1,0 +1,83 @@
+//! The configuration file as written: serde structs that mirror
+//! milter.yaml key for key, refusing unknown keys. Validation into real
+//! types happens in `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The top level of milter.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawConfig {
+    pub listen: Option<String>,
+    pub socket_mode: Option<String>,
+    pub socket_group: Option<String>,
+    pub max_connections: Option<usize>,
+    pub hostname: Option<String>,
+    pub authserv_id: Option<String>,
+    pub local_names: Vec<String>,
+    pub reject_at: Option<String>,
+    pub exempt_recipients: Option<Vec<String>>,
+    pub dry_run: bool,
+    pub shutdown_timeout: Option<serde_yaml::Value>,
+    pub headers: RawHeaders,
+    pub dns: RawDns,
+    pub skip: RawSkip,
+    pub helo: RawHelo,
+    pub policy: BTreeMap<String, serde_yaml::Value>,
+    pub log: RawLog,
+}
+
+/// `headers:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawHeaders {
+    pub received_spf: bool,
+    pub authentication_results: bool,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        RawHeaders {
+            received_spf: true,
+            authentication_results: true,
+        }
+    }
+}
+
+/// `dns:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawDns {
+    pub nameservers: Vec<String>,
+    pub timeout: Option<serde_yaml::Value>,
+    pub attempts: Option<usize>,
+    pub cache_size: Option<usize>,
+    pub time_budget: Option<serde_yaml::Value>,
+}
+
+/// `skip:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawSkip {
+    pub networks: Option<Vec<String>>,
+    pub authenticated: Option<bool>,
+    pub helo_names: Vec<String>,
+    pub sender_domains: Vec<String>,
+}
+
+/// `helo:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawHelo {
+    pub refused: Vec<String>,
+}
+
+/// `log:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
