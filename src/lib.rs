@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod milter;
 
 pub use tollgate_checks as checks;
 pub use tollgate_dns as dns;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tollgate::cli::check;
+use tollgate::cli::{check, serve};
 
 /// A milter that turns away forged and bot mail at CONNECT, HELO and MAIL FROM.
 #[derive(Debug, Parser)]
@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run every check for one client and show what the milter would do.
     Check(check::CheckArgs),
+    /// Run the milter.
+    Serve(serve::ServeArgs),
 }
 
 #[tokio::main]
@@ -37,6 +39,13 @@ async fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("tollgate check: {e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => match serve::run(&args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tollgate: {e}");
+                ExitCode::from(e.exit_code())
             }
         },
     }

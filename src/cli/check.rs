@@ -271,7 +271,7 @@ pub fn render_text(report: &CheckReport) -> String {
     if report.verdict.reply.is_none() && !report.headers.is_empty() {
         out.push_str("headers:\n");
         for (name, value) in &report.headers {
-            let _ = writeln!(out, "  {name}: {}", value.replace("\r\n\t", "\n    "));
+            let _ = writeln!(out, "  {name}: {value}");
         }
     }
     let _ = writeln!(out, "DNS queries: {}", report.evaluation.dns_queries());

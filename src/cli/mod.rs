@@ -1,4 +1,4 @@
-//! The command line: `tollgate check` (and, from the milter work on,
-//! `tollgate serve`).
+//! The command line: `tollgate check` and `tollgate serve`.
 
 pub mod check;
+pub mod serve;

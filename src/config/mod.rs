@@ -161,8 +161,7 @@ pub struct Config {
 }
 
 /// A configuration that cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {key}{}: {problem}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     /// The file.
     pub file: String,
@@ -173,6 +172,24 @@ pub struct ConfigError {
     /// What is wrong.
     pub problem: String,
 }
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file)?;
+        if self.key != "-" {
+            f.write_str(&self.key)?;
+            if let Some(line) = self.line {
+                write!(f, " (line {line})")?;
+            }
+            f.write_str(": ")?;
+        } else if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        f.write_str(&self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -321,7 +338,7 @@ impl Validator<'_> {
         let time_budget = self.duration(
             "dns.time_budget",
             raw.dns.time_budget.as_ref(),
-            Duration::from_secs(20),
+            Duration::from_secs(8),
         )?;
         let shutdown_timeout = self.duration(
             "shutdown_timeout",
@@ -416,7 +433,7 @@ impl Validator<'_> {
         }
         Ok(Dns {
             nameservers,
-            timeout: self.duration("dns.timeout", raw.timeout.as_ref(), Duration::from_secs(5))?,
+            timeout: self.duration("dns.timeout", raw.timeout.as_ref(), Duration::from_secs(3))?,
             attempts,
             cache_size: raw.cache_size.unwrap_or(10_000),
         })

@@ -16,8 +16,8 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(c.exempt_recipients, vec!["postmaster", "abuse"]);
     assert!(!c.dry_run);
     assert!(c.headers.received_spf && c.headers.authentication_results);
-    assert_eq!(c.dns.timeout, Duration::from_secs(5));
-    assert_eq!(c.checks.time_budget, Duration::from_secs(20));
+    assert_eq!(c.dns.timeout, Duration::from_secs(3));
+    assert_eq!(c.checks.time_budget, Duration::from_secs(8));
     assert_eq!(c.checks.policy, Policy::default());
     assert_eq!(c.log.format, LogFormat::Text);
 }

@@ -122,7 +122,7 @@ pub fn authentication_results(
     match (parts.is_empty(), skipped) {
         (true, Some(why)) => format!("{id}; none ({})", comment_text(why)),
         (true, None) => format!("{id}; none"),
-        (false, _) => format!("{id}; {}", parts.join(";\r\n\t")),
+        (false, _) => format!("{id}; {}", parts.join("; ")),
     }
 }
 

@@ -40,7 +40,7 @@ impl Default for Settings {
             local_names: Vec::new(),
             refused_helo: Vec::new(),
             receiver: "localhost".to_owned(),
-            time_budget: Duration::from_secs(20),
+            time_budget: Duration::from_secs(8),
         }
     }
 }

@@ -1,0 +1,246 @@
+//! `tollgate serve`: the milter on indymilter.
+//!
+//! [`Milter::bind`] opens the socket; [`Milter::run`] serves until the
+//! shutdown future completes, then stops accepting, gives live sessions
+//! up to `shutdown_timeout` to finish, and returns. [`MilterHandle`]
+//! reloads the configuration (SIGHUP in `main`): a new file that fails
+//! validation is logged and the old configuration keeps serving; live
+//! sessions keep the snapshot they started with.
+
+mod callbacks;
+mod fields;
+mod listener;
+mod session;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tollgate_checks::Checker;
+use tollgate_dns::{HickoryLookup, ResolverOptions};
+
+use crate::config::{Config, ConfigError, Dns, Listen};
+
+/// Why the milter could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The socket could not be opened.
+    #[error("cannot listen on {listen}: {source}")]
+    Bind {
+        /// Where.
+        listen: Listen,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The resolver could not be set up.
+    #[error("cannot set up DNS: {0}")]
+    Resolver(String),
+    /// The milter stopped accepting connections.
+    #[error("milter failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One configuration and what is built from it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub checker: Checker<HickoryLookup>,
+}
+
+impl Shared {
+    fn build(config: Config, reuse: Option<&Shared>) -> Result<Shared, ServeError> {
+        // Keep the resolver (and its cache) when DNS settings did not change.
+        let lookup = match reuse {
+            Some(old) if old.config.dns == config.dns => old.checker.lookup().clone(),
+            _ => resolver(&config.dns)?,
+        };
+        let checker = Checker::new(lookup, config.checks.clone());
+        Ok(Shared { config, checker })
+    }
+}
+
+fn resolver(dns: &Dns) -> Result<HickoryLookup, ServeError> {
+    HickoryLookup::new(ResolverOptions {
+        nameservers: dns.nameservers.clone(),
+        timeout: dns.timeout,
+        attempts: dns.attempts,
+        cache_size: dns.cache_size,
+    })
+    .map_err(|e| ServeError::Resolver(e.to_string()))
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub(crate) struct State {
+    current: RwLock<Arc<Shared>>,
+    next_id: AtomicU64,
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+impl State {
+    /// The configuration snapshot for a new connection.
+    pub(crate) fn current(&self) -> Arc<Shared> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn session_opened(self: &Arc<Self>) -> LiveSession {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        LiveSession(Arc::clone(self))
+    }
+}
+
+/// Counts a session as live while it exists.
+#[derive(Debug)]
+pub(crate) struct LiveSession(Arc<State>);
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A bound milter, ready to run.
+#[derive(Debug)]
+pub struct Milter {
+    state: Arc<State>,
+    bound: listener::Bound,
+}
+
+/// Reloads the configuration of a running milter.
+#[derive(Clone, Debug)]
+pub struct MilterHandle {
+    state: Arc<State>,
+}
+
+impl Milter {
+    /// Opens the socket and the resolver for `config`.
+    pub async fn bind(config: Config) -> Result<Milter, ServeError> {
+        let bound = listener::Bound::bind(
+            &config.listen,
+            config.socket_mode,
+            config.socket_group.as_deref(),
+        )
+        .await
+        .map_err(|source| ServeError::Bind {
+            listen: config.listen.clone(),
+            source,
+        })?;
+        let shared = Shared::build(config, None)?;
+        Ok(Milter {
+            state: Arc::new(State {
+                current: RwLock::new(Arc::new(shared)),
+                next_id: AtomicU64::new(0),
+                live: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
+            bound,
+        })
+    }
+
+    /// Where the milter listens (with the real port for `inet:…:0`).
+    pub fn listen(&self) -> &Listen {
+        &self.bound.listen
+    }
+
+    /// A handle for reloading.
+    pub fn handle(&self) -> MilterHandle {
+        MilterHandle {
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting and lets
+    /// live sessions finish for up to `shutdown_timeout`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let state = self.state;
+        let (max_connections, drain) = {
+            let current = state.current();
+            (
+                current.config.max_connections,
+                current.config.shutdown_timeout,
+            )
+        };
+        let stop_accepting = CancellationToken::new();
+        let listener = self.bound.into_listener(stop_accepting.clone());
+        let config = indymilter::Config {
+            max_connections,
+            ..indymilter::Config::default()
+        };
+        let finished = CancellationToken::new();
+        let callbacks = callbacks::callbacks(Arc::clone(&state));
+        let milter = indymilter::run(
+            listener,
+            callbacks,
+            config,
+            finished.clone().cancelled_owned(),
+        );
+        let drain_state = Arc::clone(&state);
+        let stopper = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, waiting for live sessions");
+            stop_accepting.cancel();
+            let wait = async {
+                loop {
+                    let idle = drain_state.idle.notified();
+                    if drain_state.live.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    idle.await;
+                }
+            };
+            if tokio::time::timeout(drain, wait).await.is_err() {
+                tracing::warn!(
+                    live = drain_state.live.load(Ordering::SeqCst),
+                    "sessions still open after the shutdown timeout; closing them"
+                );
+            }
+            finished.cancel();
+        };
+        let (result, ()) = tokio::join!(milter, stopper);
+        result.map_err(ServeError::Io)
+    }
+}
+
+impl MilterHandle {
+    /// Reads the configuration file again and, if it is valid, serves new
+    /// connections with it. On error the old configuration stays.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let path = self.state.current().config.path.clone();
+        let config = Config::load(&path)?;
+        self.apply(config).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            key: "dns".to_owned(),
+            line: None,
+            problem: e.to_string(),
+        })
+    }
+
+    /// Serves new connections with `config`.
+    pub fn apply(&self, config: Config) -> Result<(), ServeError> {
+        let old = self.state.current();
+        if old.config.listen != config.listen {
+            tracing::warn!(
+                old = %old.config.listen,
+                new = %config.listen,
+                "listen changed: restart tollgate to apply"
+            );
+        }
+        let shared = Shared::build(config, Some(&old))?;
+        *self
+            .state
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(shared);
+        Ok(())
+    }
+
+    /// How many sessions are open.
+    pub fn live_sessions(&self) -> usize {
+        self.state.live.load(Ordering::SeqCst)
+    }
+}
