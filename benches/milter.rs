@@ -1,0 +1,3 @@
+//! Milter throughput through the real protocol (work in progress).
+
+fn main() {}
