@@ -231,3 +231,99 @@ pub fn message_headers(
     }
     headers
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_spf::{Explanation, Identity, SpfOutput, SpfResult};
+
+    fn output(result: SpfResult, identity: Identity) -> SpfOutput {
+        SpfOutput {
+            identity,
+            ip: "192.0.2.7".parse().unwrap(),
+            helo: "mx.example.com".to_owned(),
+            sender: "alice@example.com".to_owned(),
+            checked_domain: "example.com".to_owned(),
+            result,
+            domain: "example.com".to_owned(),
+            mechanism: Some("ip4:192.0.2.0/24".to_owned()),
+            explanation: None::<Explanation>,
+            problem: None,
+            lookups: 0,
+            void_lookups: 0,
+            queries: 1,
+            trace: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn received_spf_has_every_field_of_rfc7208_9_1() {
+        let v = received_spf(
+            &output(SpfResult::Pass, Identity::MailFrom),
+            "<alice@example.com>",
+            "mx.example.org",
+        );
+        assert_eq!(
+            v,
+            "pass (mx.example.org: domain of alice@example.com designates 192.0.2.7 as permitted sender) \
+             client-ip=192.0.2.7; envelope-from=\"alice@example.com\"; helo=mx.example.com; \
+             receiver=mx.example.org; identity=mailfrom; mechanism=\"ip4:192.0.2.0/24\";"
+        );
+    }
+
+    #[test]
+    fn received_spf_for_the_null_sender_names_the_helo_identity() {
+        let mut out = output(SpfResult::Fail, Identity::Helo);
+        out.sender = "postmaster@mx.example.com".to_owned();
+        let v = received_spf(&out, "", "mx.example.org");
+        assert!(v.starts_with(
+            "fail (mx.example.org: domain of postmaster@mx.example.com does not designate"
+        ));
+        assert!(!v.contains("envelope-from"), "{v}");
+        assert!(v.contains("identity=helo;"), "{v}");
+    }
+
+    #[test]
+    fn hostile_values_are_quoted_and_comments_escaped() {
+        let mut out = output(SpfResult::PermError, Identity::MailFrom);
+        out.helo = "evil\"host (x)".to_owned();
+        out.sender = "a(b)@example.com".to_owned();
+        out.problem = Some("bad \"record\"\r\n".to_owned());
+        let v = received_spf(&out, "a(b)@example.com", "mx.example.org");
+        assert!(v.contains("lookup of a\\(b\\)@example.com)"), "{v}");
+        assert!(v.contains("helo=\"evil\\\"host (x)\";"), "{v}");
+        assert!(v.contains("problem=\"bad \\\"record\\\"??\";"), "{v}");
+        assert!(!v.contains('\r') && !v.contains('\n'));
+    }
+
+    #[test]
+    fn authentication_results_labels_each_identity() {
+        let mut helo = output(SpfResult::SoftFail, Identity::Helo);
+        helo.checked_domain = "mx.example.com".to_owned();
+        let report = |stage, spf| StageReport {
+            stage,
+            outcome: Outcome::Pass,
+            detail: String::new(),
+            action: crate::Action::Tag,
+            reply: None,
+            spf: Some(spf),
+            fcrdns: None,
+            dns_queries: 0,
+        };
+        let reports = [
+            report(Stage::SpfHelo, helo),
+            report(
+                Stage::SpfMailfrom,
+                output(SpfResult::Pass, Identity::MailFrom),
+            ),
+        ];
+        assert_eq!(
+            authentication_results("mx.example.org", &reports, None),
+            "mx.example.org; spf=pass smtp.mailfrom=example.com; spf=softfail smtp.helo=mx.example.com"
+        );
+        assert_eq!(
+            authentication_results("mx.example.org", &[], Some("sender authenticated as alice")),
+            "mx.example.org; none (sender authenticated as alice)"
+        );
+    }
+}
