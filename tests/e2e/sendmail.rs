@@ -1,0 +1,1 @@
+//! A private Sendmail instance for one test (see below).

@@ -1,0 +1,391 @@
+//! End to end with a real Postfix (the Debian package): each test starts its
+//! own Postfix instance on a free 127.0.0.1 port with the main.cf snippet
+//! of docs/postfix.md (read from the document, so the documentation is what
+//! is tested), `tollgate serve` as its milter, and testdns as the only DNS.
+//! The client address and HELO come from XCLIENT, so the checks run for
+//! documentation addresses (192.0.2.0/24) rather than for loopback.
+//!
+//! Without Postfix installed (or without root) the tests print a skip
+//! line, unless `CI` is set: then they fail. See tests/e2e/mod.rs.
+
+mod e2e;
+
+use e2e::postfix::{self, Postfix};
+use e2e::{Dns, TempDir, Tollgate};
+
+/// The DNS world of these tests. Clients:
+/// - 192.0.2.7 = mx.example.com (FCrDNS pass), allowed by example.com's SPF;
+/// - 192.0.2.9 = relay.example.net (FCrDNS pass, HELO SPF pass), not
+///   allowed by example.com's SPF (`-all`).
+///
+/// `slow.example.com` never answers (TIMEOUT).
+const ZONE: &str = r#"
+example.com:
+  - TXT: "v=spf1 ip4:192.0.2.7 -all"
+mx.example.com:
+  - A: 192.0.2.7
+  - TXT: "v=spf1 a -all"
+7.2.0.192.in-addr.arpa:
+  - PTR: mx.example.com
+relay.example.net:
+  - A: 192.0.2.9
+  - TXT: "v=spf1 a -all"
+9.2.0.192.in-addr.arpa:
+  - PTR: relay.example.net
+slow.example.com:
+  - TIMEOUT
+"#;
+
+/// The authserv-id: tollgate's default is the MTA's `j` macro, which
+/// Postfix sets to `myhostname` (mx.example.org in the test instance).
+const AUTHSERV_ID: &str = "mx.example.org";
+
+/// One test's processes; dropped in field order: Postfix first, the
+/// temporary directory last.
+struct World {
+    postfix: Postfix,
+    tollgate: Tollgate,
+    _dns: Dns,
+    _dir: TempDir,
+}
+
+/// Postfix + tollgate (with `extra` YAML in its configuration) + testdns,
+/// or `None` when the test must be skipped.
+fn world(label: &str, extra: &str) -> Option<World> {
+    let install = postfix::require()?;
+    if !e2e::require(
+        e2e::tollgate_can_serve(),
+        "`tollgate serve`",
+        "this build of tollgate has no serve subcommand",
+    ) {
+        return None;
+    }
+    let dir = TempDir::new(label);
+    let dns = Dns::start(ZONE);
+    let tollgate = Tollgate::start(dir.path(), &e2e::tollgate_config(&dns, extra));
+    let snippet = postfix::documented_snippet(&format!("inet:{}", tollgate.addr));
+    let postfix = Postfix::start(&install, dir.path(), &snippet);
+    Some(World {
+        postfix,
+        tollgate,
+        _dns: dns,
+        _dir: dir,
+    })
+}
+
+/// A message with a unique marker in its Subject.
+fn message(marker: &str, extra_headers: &str) -> String {
+    format!(
+        "{extra_headers}From: Alice <alice@example.com>\n\
+         To: Bob <bob@example.org>\n\
+         Subject: {marker}\n\
+         Message-ID: <{marker}@example.com>\n\
+         \n\
+         Hello from {marker}.\n"
+    )
+}
+
+#[test]
+fn postfix_sends_the_macros_tollgate_reads_with_the_documented_main_cf() {
+    let Some(install) = postfix::require() else {
+        return;
+    };
+    let dir = TempDir::new("pf-macros");
+    let recorder = e2e::milter::Recorder::start();
+    let snippet = postfix::documented_snippet(&format!("inet:{}", recorder.addr));
+    let postfix = Postfix::start(&install, dir.path(), &snippet);
+
+    let mut smtp = postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    let reply = smtp.data(&message("macros-1", ""));
+    assert_eq!(reply.code, 250, "{}", smtp.show());
+    smtp.quit();
+    postfix.delivered("macros-1");
+
+    let events = recorder.events();
+    let dump = events
+        .iter()
+        .map(|e| format!("{} {} {:?} {:?}", e.connection, e.command, e.args, e.macros))
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!("milter events:\n{dump}");
+    // The connect seen by the milter is the XCLIENT one.
+    let connect = events
+        .iter()
+        .rfind(|e| e.command == 'C')
+        .unwrap_or_else(|| panic!("no connect event:\n{dump}"));
+    assert_eq!(
+        connect.args.first().map(String::as_str),
+        Some("mx.example.com"),
+        "{dump}"
+    );
+    assert!(connect.args.iter().any(|a| a == "192.0.2.7"), "{dump}");
+    assert_eq!(
+        connect.macros.get("j").map(String::as_str),
+        Some("mx.example.org"),
+        "{dump}"
+    );
+    assert_eq!(
+        connect.macros.get("{client_addr}").map(String::as_str),
+        Some("192.0.2.7"),
+        "{dump}"
+    );
+    assert_eq!(
+        connect.macros.get("{client_name}").map(String::as_str),
+        Some("mx.example.com"),
+        "{dump}"
+    );
+    assert!(connect.macros.contains_key("{daemon_name}"), "{dump}");
+    let eom = events
+        .iter()
+        .rfind(|e| e.command == 'E')
+        .unwrap_or_else(|| panic!("no end-of-message event:\n{dump}"));
+    assert!(eom.macros.get("i").is_some_and(|i| !i.is_empty()), "{dump}");
+}
+
+#[test]
+fn postfix_tempfails_mail_when_no_milter_listens_with_milter_default_action_tempfail() {
+    let Some(install) = postfix::require() else {
+        return;
+    };
+    let dir = TempDir::new("pf-nomilter");
+    // A port where nothing listens.
+    let dead = format!("inet:127.0.0.1:{}", e2e::free_port());
+    let postfix = Postfix::start(&install, dir.path(), &postfix::documented_snippet(&dead));
+
+    let mut smtp = postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    let mail = smtp.mail("alice@example.com");
+    eprintln!("{}", smtp.show());
+    eprintln!("{}", postfix.log());
+    assert_eq!(
+        mail.first(),
+        "451 4.7.1 Service unavailable - try again later",
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+}
+
+#[test]
+fn spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted() {
+    let Some(w) = world("pf-spf-fail", "") else {
+        return;
+    };
+    let mut smtp = w.postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.9", Some("relay.example.net"), "relay.example.net");
+    // The verdict is known at MAIL FROM, but the reply waits for RCPT.
+    let mail = smtp.mail("forger@example.com");
+    assert_eq!(mail.code, 250, "{}", smtp.show());
+    let rcpt = smtp.rcpt("bob@example.org");
+    assert_eq!(
+        rcpt.first(),
+        r#"550 5.7.23 SPF fail: 192.0.2.9 is not allowed to send mail as example.com (matched "-all")"#,
+        "{}",
+        smtp.show()
+    );
+    // RFC 5321 / RFC 2142: postmaster stays reachable in the same transaction.
+    let postmaster = smtp.rcpt("postmaster@example.org");
+    assert_eq!(postmaster.code, 250, "{}", smtp.show());
+    let data = smtp.data(&message("spf-fail-postmaster", ""));
+    assert_eq!(data.code, 250, "{}", smtp.show());
+    smtp.quit();
+
+    let delivered = w.postfix.delivered("spf-fail-postmaster");
+    assert_eq!(delivered.len(), 1, "one copy, for postmaster only");
+    let spf = delivered[0].fields("Received-SPF");
+    assert_eq!(spf.len(), 1, "{:?}", delivered[0].headers());
+    assert!(spf[0].starts_with("Received-SPF: fail"), "{}", spf[0]);
+    assert!(spf[0].contains("client-ip=192.0.2.9"), "{}", spf[0]);
+    assert!(
+        w.postfix
+            .log()
+            .contains("milter-reject: RCPT from relay.example.net[192.0.2.9]: 550 5.7.23")
+    );
+}
+
+#[test]
+fn dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt() {
+    let Some(w) = world("pf-timeout", "") else {
+        return;
+    };
+    let mut smtp = w.postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    assert_eq!(
+        smtp.mail("someone@slow.example.com").code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    let rcpt = smtp.rcpt("bob@example.org");
+    assert_eq!(rcpt.code, 451, "{}", smtp.show());
+    assert!(
+        rcpt.first()
+            .starts_with("451 4.7.24 SPF temperror for slow.example.com: "),
+        "{}",
+        smtp.show()
+    );
+    assert!(rcpt.first().ends_with("try again later"), "{}", smtp.show());
+    smtp.quit();
+}
+
+#[test]
+fn accepted_mail_carries_received_spf_and_authentication_results_once_above_postfix_received() {
+    let Some(w) = world("pf-accept", "") else {
+        return;
+    };
+    let mut smtp = w.postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("accepted-1", "")).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+
+    let delivered = w.postfix.delivered("accepted-1");
+    assert_eq!(delivered.len(), 1);
+    let m = &delivered[0];
+    let names = m.header_names();
+    eprintln!("delivered headers:\n{}", m.headers().join("\n"));
+
+    let spf = m.fields("Received-SPF");
+    assert_eq!(spf.len(), 1, "exactly one Received-SPF: {names:?}");
+    assert!(spf[0].starts_with("Received-SPF: pass"), "{}", spf[0]);
+    for part in [
+        "client-ip=192.0.2.7;",
+        "envelope-from=\"alice@example.com\";",
+        "helo=mx.example.com;",
+        "identity=mailfrom;",
+    ] {
+        assert!(spf[0].contains(part), "{part} missing in {}", spf[0]);
+    }
+    let ar = m.fields("Authentication-Results");
+    assert_eq!(ar.len(), 1, "exactly one Authentication-Results: {names:?}");
+    assert!(
+        ar[0].starts_with(&format!("Authentication-Results: {AUTHSERV_ID};")),
+        "authserv-id is Postfix's myhostname (macro j): {}",
+        ar[0]
+    );
+    for part in [
+        "spf=pass smtp.mailfrom=example.com",
+        "spf=pass smtp.helo=mx.example.com",
+        "iprev=pass policy.iprev=192.0.2.7",
+    ] {
+        assert!(ar[0].contains(part), "{part} missing in {}", ar[0]);
+    }
+
+    // Where they land: virtual(8) prepends Return-Path, X-Original-To and
+    // Delivered-To at delivery; right below come the milter's headers,
+    // inserted at index 0 and so above the Received header of Postfix's own
+    // smtpd (Postfix does not show its Received header to milters, and
+    // index 0 means above it). Authentication-Results ends up above
+    // Received-SPF.
+    assert_eq!(
+        names[..6],
+        [
+            "Return-Path",
+            "X-Original-To",
+            "Delivered-To",
+            "Authentication-Results",
+            "Received-SPF",
+            "Received"
+        ],
+        "{names:?}"
+    );
+    assert!(
+        m.fields("Received")[0].contains("from mx.example.com"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn forged_authentication_results_with_our_authserv_id_are_removed_and_others_kept() {
+    let Some(w) = world("pf-forged-ar", "") else {
+        return;
+    };
+    let forged = format!(
+        "Authentication-Results: {AUTHSERV_ID}; spf=pass smtp.mailfrom=forged.example\n\
+         Authentication-Results: other.example.net; spf=pass smtp.mailfrom=upstream.example\n\
+         Authentication-Results: {}; dkim=pass header.d=forged.example\n",
+        AUTHSERV_ID.to_uppercase()
+    );
+    let mut smtp = w.postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("forged-ar", &forged)).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+
+    let m = &w.postfix.delivered("forged-ar")[0];
+    let ar = m.fields("Authentication-Results");
+    eprintln!("delivered headers:\n{}", m.headers().join("\n"));
+    assert!(
+        !m.raw.contains("forged.example"),
+        "forged results survived: {ar:#?}"
+    );
+    let ours: Vec<_> = ar
+        .iter()
+        .filter(|h| h.contains(&format!(" {AUTHSERV_ID};")))
+        .collect();
+    assert_eq!(ours.len(), 1, "only tollgate's own: {ar:#?}");
+    assert!(
+        ours[0].contains("spf=pass smtp.mailfrom=example.com"),
+        "{ar:#?}"
+    );
+    let others: Vec<_> = ar
+        .iter()
+        .filter(|h| h.contains("other.example.net;"))
+        .collect();
+    assert_eq!(
+        others.len(),
+        1,
+        "another authserv-id is left alone: {ar:#?}"
+    );
+    assert_eq!(ar.len(), 2, "{ar:#?}");
+}
+
+#[test]
+fn postfix_answers_451_4_7_1_when_tollgate_dies_mid_session() {
+    let Some(mut w) = world("pf-killed", "") else {
+        return;
+    };
+    let mut smtp = w.postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    // The milter connection is open (CONNECT and HELO went through); now
+    // the milter dies as a crash would.
+    w.tollgate.kill();
+    let mail = smtp.mail("alice@example.com");
+    assert_eq!(
+        mail.first(),
+        "451 4.7.1 Service unavailable - try again later",
+        "{}\n{}",
+        smtp.show(),
+        w.postfix.log()
+    );
+    smtp.quit();
+    assert!(
+        w.postfix
+            .log()
+            .contains("milter-reject: MAIL from mx.example.com[192.0.2.7]: 451 4.7.1"),
+        "{}",
+        w.postfix.log()
+    );
+}
