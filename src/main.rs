@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tollgate::cli::{check, serve};
+use tollgate::cli::{check, health, serve};
 
 /// A milter that turns away forged and bot mail at CONNECT, HELO and MAIL FROM.
 #[derive(Debug, Parser)]
@@ -20,6 +20,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Run the milter.
     Serve(serve::ServeArgs),
+    /// Check that the milter of a configuration answers (for health checks).
+    Health(health::HealthArgs),
 }
 
 #[tokio::main]
@@ -38,6 +40,16 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("tollgate check: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Health(args) => match health::run(&args).await {
+            Ok(listen) => {
+                println!("ok: milter at {listen} answers");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate health: {e}");
                 ExitCode::FAILURE
             }
         },

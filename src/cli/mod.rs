@@ -1,4 +1,5 @@
-//! The command line: `tollgate check` and `tollgate serve`.
+//! The command line: `tollgate check`, `tollgate serve` and `tollgate health`.
 
 pub mod check;
+pub mod health;
 pub mod serve;
