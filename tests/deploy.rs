@@ -63,7 +63,7 @@ fn dockerfile_builds_in_two_stages_and_runs_unprivileged_with_a_healthcheck() {
     assert!(froms[0].ends_with("AS build"));
     let runtime: Vec<&(String, String)> = instructions
         .iter()
-        .skip_while(|(op, a)| !(op == "FROM" && !a.contains(" AS ")))
+        .skip_while(|(op, a)| op != "FROM" || a.contains(" AS "))
         .collect();
     let user = runtime
         .iter()
