@@ -65,7 +65,7 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
             Box::pin(async move {
                 cx.requested_actions = actions & (Actions::ADD_HEADER | Actions::CHANGE_HEADER);
                 let unwanted = ProtoOpts::NO_BODY | ProtoOpts::NO_UNKNOWN | ProtoOpts::NO_DATA;
-                cx.requested_opts = opts & unwanted;
+                cx.requested_opts |= opts & unwanted;
                 for (stage, names) in MACROS {
                     cx.requested_macros
                         .insert(stage, CString::new(names).expect("no NUL in macro names"));
