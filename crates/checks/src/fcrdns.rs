@@ -9,6 +9,7 @@ use tollgate_dns::{Lookup, LookupError};
 
 use crate::Outcome;
 use crate::generic::generic_reason;
+use crate::helo::addresses;
 use crate::skip::canonical;
 
 /// How many names of a PTR answer are tried.
@@ -80,7 +81,7 @@ pub(crate) async fn check<L: Lookup>(lookup: &L, ip: IpAddr) -> Finding {
     let mut first_miss: Option<(String, Result<Vec<IpAddr>, LookupError>)> = None;
     for name in names.iter().take(MAX_PTR_NAMES) {
         queries += 1;
-        let answer = forward(lookup, name, ip).await;
+        let answer = addresses(lookup, name, ip.is_ipv4()).await;
         match &answer {
             Ok(addrs) if addrs.contains(&ip) => {
                 info.generic = generic_reason(name, ip);
@@ -139,26 +140,5 @@ pub(crate) async fn check<L: Lookup>(lookup: &L, ip: IpAddr) -> Finding {
         detail: format!("reverse DNS of {ip} does not confirm: {why}{more}"),
         info,
         queries,
-    }
-}
-
-async fn forward<L: Lookup>(
-    lookup: &L,
-    name: &str,
-    ip: IpAddr,
-) -> Result<Vec<IpAddr>, LookupError> {
-    match ip {
-        IpAddr::V4(_) => Ok(lookup
-            .lookup_a(name)
-            .await?
-            .into_iter()
-            .map(IpAddr::V4)
-            .collect()),
-        IpAddr::V6(_) => Ok(lookup
-            .lookup_aaaa(name)
-            .await?
-            .into_iter()
-            .map(IpAddr::V6)
-            .collect()),
     }
 }
