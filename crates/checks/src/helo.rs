@@ -237,7 +237,8 @@ fn temperror(name: &str, e: &LookupError, queries: u32) -> DnsFinding {
     }
 }
 
-async fn addresses<L: Lookup>(
+/// The A (`v4`) or AAAA records of `name` as addresses.
+pub(crate) async fn addresses<L: Lookup>(
     lookup: &L,
     name: &str,
     v4: bool,
