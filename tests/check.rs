@@ -90,11 +90,23 @@ fn stage(report: &CheckReport, stage: Stage) -> &tollgate::checks::StageReport {
 #[tokio::test]
 async fn helo_softfail_is_tagged_while_mailfrom_passes_through_include() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.7", Some("mx-out.example.com"), Some("alice@example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("mx-out.example.com"),
+        Some("alice@example.com"),
+    )
+    .await;
     let helo = stage(&r, Stage::SpfHelo);
     assert_eq!(helo.outcome, Outcome::SoftFail);
-    assert_eq!(helo.spf.as_ref().unwrap().mechanism.as_deref(), Some("~all"));
-    assert!(helo.reply.is_none(), "softfail on HELO must not produce a reply");
+    assert_eq!(
+        helo.spf.as_ref().unwrap().mechanism.as_deref(),
+        Some("~all")
+    );
+    assert!(
+        helo.reply.is_none(),
+        "softfail on HELO must not produce a reply"
+    );
     let mailfrom = stage(&r, Stage::SpfMailfrom);
     assert_eq!(mailfrom.outcome, Outcome::Pass);
     assert_eq!(
@@ -102,20 +114,43 @@ async fn helo_softfail_is_tagged_while_mailfrom_passes_through_include() {
         Some("include:_spf.example.net")
     );
     assert_eq!(r.verdict.action_str(), "accept");
-    let (_, rspf) = r.headers.iter().find(|(n, _)| *n == "Received-SPF").unwrap();
+    let (_, rspf) = r
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "Received-SPF")
+        .unwrap();
     assert!(rspf.starts_with("pass "), "{rspf}");
     assert!(rspf.contains("identity=mailfrom;"), "{rspf}");
-    assert!(rspf.contains("envelope-from=\"alice@example.com\";"), "{rspf}");
-    let (_, ar) = r.headers.iter().find(|(n, _)| *n == "Authentication-Results").unwrap();
+    assert!(
+        rspf.contains("envelope-from=\"alice@example.com\";"),
+        "{rspf}"
+    );
+    let (_, ar) = r
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "Authentication-Results")
+        .unwrap();
     assert!(ar.contains("spf=pass smtp.mailfrom=example.com"), "{ar}");
-    assert!(ar.contains("spf=softfail smtp.helo=mx-out.example.com"), "{ar}");
-    assert!(ar.contains("iprev=pass policy.iprev=192.0.2.7 (mx.example.com)"), "{ar}");
+    assert!(
+        ar.contains("spf=softfail smtp.helo=mx-out.example.com"),
+        "{ar}"
+    );
+    assert!(
+        ar.contains("iprev=pass policy.iprev=192.0.2.7 (mx.example.com)"),
+        "{ar}"
+    );
 }
 
 #[tokio::test]
 async fn ptr_without_a_record_fails_fcrdns_and_the_reply_names_the_ptr() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.8", Some("mx.example.com"), Some("alice@example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.8",
+        Some("mx.example.com"),
+        Some("alice@example.com"),
+    )
+    .await;
     let fcrdns = stage(&r, Stage::Fcrdns);
     assert_eq!(fcrdns.outcome, Outcome::Fail);
     assert_eq!(
@@ -128,7 +163,13 @@ async fn ptr_without_a_record_fails_fcrdns_and_the_reply_names_the_ptr() {
 #[tokio::test]
 async fn bare_word_helo_is_rejected_as_not_fully_qualified() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.7", Some("OEMCOMPUTER"), Some("alice@example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("OEMCOMPUTER"),
+        Some("alice@example.com"),
+    )
+    .await;
     assert_eq!(stage(&r, Stage::HeloSyntax).outcome, Outcome::Fail);
     assert_eq!(
         r.verdict.reply.as_ref().unwrap().to_string(),
@@ -141,12 +182,24 @@ async fn bare_word_helo_is_rejected_as_not_fully_qualified() {
 #[tokio::test]
 async fn bare_ip_helo_is_rejected_and_told_to_use_a_literal() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.7", Some("192.0.2.7"), Some("alice@example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("192.0.2.7"),
+        Some("alice@example.com"),
+    )
+    .await;
     assert_eq!(
         r.verdict.reply.as_ref().unwrap().to_string(),
         "550 5.5.2 HELO \"192.0.2.7\" is a bare IP address, not an address literal like [192.0.2.7]"
     );
-    let r = check(&dns, "192.0.2.7", Some("[192.0.2.7]"), Some("alice@example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("[192.0.2.7]"),
+        Some("alice@example.com"),
+    )
+    .await;
     assert_eq!(stage(&r, Stage::HeloSyntax).outcome, Outcome::Pass);
     assert_eq!(stage(&r, Stage::HeloDns).outcome, Outcome::None);
 }
@@ -154,7 +207,13 @@ async fn bare_ip_helo_is_rejected_and_told_to_use_a_literal() {
 #[tokio::test]
 async fn txt_record_over_512_bytes_arrives_over_tcp_and_passes() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.7", Some("mx.example.com"), Some("news@big.example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("mx.example.com"),
+        Some("news@big.example.com"),
+    )
+    .await;
     let mailfrom = stage(&r, Stage::SpfMailfrom);
     assert_eq!(mailfrom.outcome, Outcome::Pass, "{}", mailfrom.detail);
     assert_eq!(
@@ -171,7 +230,13 @@ async fn txt_record_over_512_bytes_arrives_over_tcp_and_passes() {
 #[tokio::test]
 async fn silent_nameserver_gives_temperror_and_a_4xx_within_the_budget() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.7", Some("mx.example.com"), Some("bob@slow.example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("mx.example.com"),
+        Some("bob@slow.example.com"),
+    )
+    .await;
     let mailfrom = stage(&r, Stage::SpfMailfrom);
     assert_eq!(mailfrom.outcome, Outcome::TempError);
     let problem = mailfrom.spf.as_ref().unwrap().problem.clone().unwrap();
@@ -188,7 +253,13 @@ async fn silent_nameserver_gives_temperror_and_a_4xx_within_the_budget() {
 #[tokio::test]
 async fn twelve_lookup_include_chain_is_a_permerror() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.7", Some("mx.example.com"), Some("alice@chain.example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("mx.example.com"),
+        Some("alice@chain.example.com"),
+    )
+    .await;
     let mailfrom = stage(&r, Stage::SpfMailfrom);
     assert_eq!(mailfrom.outcome, Outcome::PermError);
     assert_eq!(
@@ -201,7 +272,13 @@ async fn twelve_lookup_include_chain_is_a_permerror() {
 #[tokio::test]
 async fn ipv6_client_is_confirmed_over_ip6_arpa_and_passes_ip6() {
     let dns = server().await;
-    let r = check(&dns, "2001:db8::25", Some("mx6.example.com"), Some("carol@v6.example.com")).await;
+    let r = check(
+        &dns,
+        "2001:db8::25",
+        Some("mx6.example.com"),
+        Some("carol@v6.example.com"),
+    )
+    .await;
     let fcrdns = stage(&r, Stage::Fcrdns);
     assert_eq!(fcrdns.outcome, Outcome::Pass, "{}", fcrdns.detail);
     assert_eq!(
@@ -215,14 +292,24 @@ async fn ipv6_client_is_confirmed_over_ip6_arpa_and_passes_ip6() {
         mailfrom.spf.as_ref().unwrap().mechanism.as_deref(),
         Some("ip6:2001:db8::/48")
     );
-    let (_, ar) = r.headers.iter().find(|(n, _)| *n == "Authentication-Results").unwrap();
+    let (_, ar) = r
+        .headers
+        .iter()
+        .find(|(n, _)| *n == "Authentication-Results")
+        .unwrap();
     assert!(ar.contains("policy.iprev=\"2001:db8::25\""), "{ar}");
 }
 
 #[tokio::test]
 async fn json_output_keeps_the_contract_shape() {
     let dns = server().await;
-    let r = check(&dns, "192.0.2.7", Some("mx-out.example.com"), Some("alice@example.com")).await;
+    let r = check(
+        &dns,
+        "192.0.2.7",
+        Some("mx-out.example.com"),
+        Some("alice@example.com"),
+    )
+    .await;
     let json = render_json(&r);
     assert_eq!(json["client"]["ip"], "192.0.2.7");
     assert_eq!(json["client"]["helo"], "mx-out.example.com");
@@ -232,7 +319,16 @@ async fn json_output_keeps_the_contract_shape() {
         .iter()
         .map(|s| s["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["helo-syntax", "fcrdns", "helo-dns", "spf-helo", "spf-mailfrom"]);
+    assert_eq!(
+        names,
+        [
+            "helo-syntax",
+            "fcrdns",
+            "helo-dns",
+            "spf-helo",
+            "spf-mailfrom"
+        ]
+    );
     let helo = &json["stages"][3];
     assert_eq!(helo["result"], "softfail");
     assert_eq!(helo["domain"], "mx-out.example.com");
