@@ -166,6 +166,8 @@ pub struct ChildGuard {
     child: Option<Child>,
     /// A log file to show when the test fails.
     log: Option<PathBuf>,
+    /// Signal the whole process group (the child was spawned as its leader).
+    group: bool,
 }
 
 impl ChildGuard {
@@ -175,6 +177,22 @@ impl ChildGuard {
             name: name.to_owned(),
             child: Some(child),
             log,
+            group: false,
+        }
+    }
+
+    /// Signals go to the child's process group: spawn it with
+    /// `process_group(0)`, so helpers it forks are stopped with it.
+    pub fn with_group(mut self) -> ChildGuard {
+        self.group = true;
+        self
+    }
+
+    fn target(&self, pid: u32) -> String {
+        if self.group {
+            format!("-{pid}")
+        } else {
+            pid.to_string()
         }
     }
 
@@ -195,7 +213,8 @@ impl ChildGuard {
         if let Some(child) = &self.child {
             let _ = Command::new("kill")
                 .arg(format!("-{signal}"))
-                .arg(child.id().to_string())
+                .arg("--")
+                .arg(self.target(child.id()))
                 .stderr(Stdio::null())
                 .status();
         }
@@ -210,7 +229,8 @@ impl ChildGuard {
         if child.try_wait().ok().flatten().is_none() {
             let _ = Command::new("kill")
                 .arg("-TERM")
-                .arg(child.id().to_string())
+                .arg("--")
+                .arg(self.target(child.id()))
                 .stderr(Stdio::null())
                 .status();
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -219,6 +239,12 @@ impl ChildGuard {
             }
             if child.try_wait().ok().flatten().is_none() {
                 eprintln!("e2e: {} ignored SIGTERM for 5 s, killing it", self.name);
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg("--")
+                    .arg(self.target(child.id()))
+                    .stderr(Stdio::null())
+                    .status();
                 let _ = child.kill();
             }
         }

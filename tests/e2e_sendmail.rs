@@ -1,0 +1,310 @@
+//! End to end with a real Sendmail (Debian's packages, unpacked by
+//! tests/e2e/install-sendmail.sh because they conflict with postfix): each
+//! test starts its own Sendmail daemon on a free 127.0.0.1 port from a .mc
+//! that includes the milter lines of docs/sendmail.md, `tollgate serve` as
+//! its milter, and testdns as the only DNS.
+//!
+//! Sendmail has no XCLIENT, so the client really is 127.0.0.1: tollgate is
+//! configured not to trust loopback (`skip: {networks: []}`), and the test
+//! zone gives 127.0.0.1 a PTR (mail.example.net) and SPF records that do
+//! or do not cover it.
+//!
+//! Without Sendmail unpacked (or without root) the tests print a skip
+//! line, unless `CI` is set: then they fail. See tests/e2e/mod.rs.
+
+mod e2e;
+
+use e2e::sendmail::{self, Sendmail};
+use e2e::{Dns, TempDir, Tollgate};
+
+/// The DNS world: 127.0.0.1 is mail.example.net (FCrDNS pass, HELO SPF
+/// pass); example.com allows it, fail.example.com does not;
+/// slow.example.com never answers.
+const ZONE: &str = r#"
+1.0.0.127.in-addr.arpa:
+  - PTR: mail.example.net
+mail.example.net:
+  - A: 127.0.0.1
+  - TXT: "v=spf1 a -all"
+example.com:
+  - TXT: "v=spf1 ip4:127.0.0.1 -all"
+fail.example.com:
+  - TXT: "v=spf1 ip4:192.0.2.0/24 -all"
+slow.example.com:
+  - TIMEOUT
+"#;
+
+/// tollgate's authserv-id defaults to the MTA's `j` macro: Sendmail's $j.
+const AUTHSERV_ID: &str = sendmail::HOSTNAME;
+
+/// One test's processes, dropped in field order (Sendmail first).
+struct World {
+    sendmail: Sendmail,
+    tollgate: Tollgate,
+    _dns: Dns,
+    _dir: TempDir,
+}
+
+fn world(label: &str) -> Option<World> {
+    let install = sendmail::require()?;
+    if !e2e::require(
+        e2e::tollgate_can_serve(),
+        "`tollgate serve`",
+        "this build of tollgate has no serve subcommand",
+    ) {
+        return None;
+    }
+    let dir = TempDir::new(label);
+    let dns = Dns::start(ZONE);
+    // Loopback is trusted by default; here the client is loopback.
+    let tollgate = Tollgate::start(
+        dir.path(),
+        &e2e::tollgate_config(&dns, "skip:\n  networks: []\n"),
+    );
+    let socket = format!("inet:{}@127.0.0.1", tollgate.addr.port());
+    let sendmail = Sendmail::start(&install, dir.path(), &sendmail::documented_snippet(&socket));
+    Some(World {
+        sendmail,
+        tollgate,
+        _dns: dns,
+        _dir: dir,
+    })
+}
+
+fn message(marker: &str, extra_headers: &str) -> String {
+    format!(
+        "{extra_headers}From: Alice <alice@example.com>\n\
+         To: Bob <bob@example.org>\n\
+         Subject: {marker}\n\
+         Message-ID: <{marker}@example.com>\n\
+         \n\
+         Hello from {marker}.\n"
+    )
+}
+
+#[test]
+fn sendmail_sends_the_macros_tollgate_reads_with_the_documented_mc() {
+    let Some(install) = sendmail::require() else {
+        return;
+    };
+    let dir = TempDir::new("sm-macros");
+    let recorder = e2e::milter::Recorder::start();
+    let socket = format!("inet:{}@127.0.0.1", recorder.addr.port());
+    let sm = Sendmail::start(&install, dir.path(), &sendmail::documented_snippet(&socket));
+
+    let mut smtp = sm.connect();
+    smtp.ehlo("mail.example.net");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("sm-macros-1", "")).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+    sm.delivered("sm-macros-1");
+
+    let events = recorder.events();
+    let dump = events
+        .iter()
+        .map(|e| format!("{} {} {:?} {:?}", e.connection, e.command, e.args, e.macros))
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!("milter events:\n{dump}");
+    let connect = events
+        .iter()
+        .rfind(|e| e.command == 'C')
+        .unwrap_or_else(|| panic!("no connect event:\n{dump}"));
+    assert!(connect.args.iter().any(|a| a == "127.0.0.1"), "{dump}");
+    assert_eq!(
+        connect.macros.get("j").map(String::as_str),
+        Some(sendmail::HOSTNAME),
+        "{dump}"
+    );
+    assert_eq!(
+        connect.macros.get("{client_addr}").map(String::as_str),
+        Some("127.0.0.1"),
+        "{dump}"
+    );
+    assert!(connect.macros.contains_key("{client_name}"), "{dump}");
+    assert!(connect.macros.contains_key("{daemon_name}"), "{dump}");
+    let mail = events
+        .iter()
+        .rfind(|e| e.command == 'M')
+        .unwrap_or_else(|| panic!("no MAIL event:\n{dump}"));
+    assert!(
+        mail.macros.get("i").is_some_and(|i| !i.is_empty()),
+        "{dump}"
+    );
+}
+
+#[test]
+fn spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted() {
+    let Some(w) = world("sm-spf-fail") else {
+        return;
+    };
+    let mut smtp = w.sendmail.connect();
+    smtp.ehlo("mail.example.net");
+    assert_eq!(
+        smtp.mail("forger@fail.example.com").code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    let rcpt = smtp.rcpt("bob@example.org");
+    // Sendmail puts the recipient after the enhanced status code of a 5xx
+    // reply from the milter (not of a 4xx one, see the timeout test).
+    assert_eq!(
+        rcpt.first(),
+        r#"550 5.7.23 <bob@example.org>... SPF fail: 127.0.0.1 is not allowed to send mail as fail.example.com (matched "-all")"#,
+        "{}",
+        smtp.show()
+    );
+    let postmaster = smtp.rcpt("postmaster@example.org");
+    assert_eq!(postmaster.code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("sm-spf-fail", "")).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+
+    let delivered = w.sendmail.delivered("sm-spf-fail");
+    assert_eq!(delivered.len(), 1, "one copy, for postmaster only");
+    let spf = delivered[0].fields("Received-SPF");
+    assert_eq!(spf.len(), 1, "{:?}", delivered[0].headers());
+    assert!(spf[0].starts_with("Received-SPF: fail"), "{}", spf[0]);
+}
+
+#[test]
+fn dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt() {
+    let Some(w) = world("sm-timeout") else {
+        return;
+    };
+    let mut smtp = w.sendmail.connect();
+    smtp.ehlo("mail.example.net");
+    assert_eq!(
+        smtp.mail("someone@slow.example.com").code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    let rcpt = smtp.rcpt("bob@example.org");
+    assert_eq!(rcpt.code, 451, "{}", smtp.show());
+    assert!(
+        rcpt.first()
+            .starts_with("451 4.7.24 SPF temperror for slow.example.com: "),
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+}
+
+#[test]
+fn accepted_mail_carries_received_spf_and_authentication_results_once_above_sendmail_received() {
+    let Some(w) = world("sm-accept") else {
+        return;
+    };
+    let mut smtp = w.sendmail.connect();
+    smtp.ehlo("mail.example.net");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("sm-accepted", "")).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+
+    let delivered = w.sendmail.delivered("sm-accepted");
+    assert_eq!(delivered.len(), 1);
+    let m = &delivered[0];
+    let names = m.header_names();
+    eprintln!("delivered headers:\n{}", m.headers().join("\n"));
+    let spf = m.fields("Received-SPF");
+    assert_eq!(spf.len(), 1, "{names:?}");
+    assert!(spf[0].starts_with("Received-SPF: pass"), "{}", spf[0]);
+    assert!(spf[0].contains("client-ip=127.0.0.1;"), "{}", spf[0]);
+    assert!(spf[0].contains("helo=mail.example.net;"), "{}", spf[0]);
+    let ar = m.fields("Authentication-Results");
+    assert_eq!(ar.len(), 1, "{names:?}");
+    assert!(
+        ar[0].starts_with(&format!("Authentication-Results: {AUTHSERV_ID};")),
+        "authserv-id is Sendmail's $j: {}",
+        ar[0]
+    );
+    for part in [
+        "spf=pass smtp.mailfrom=example.com",
+        "spf=pass smtp.helo=mail.example.net",
+        "iprev=pass policy.iprev=127.0.0.1",
+    ] {
+        assert!(ar[0].contains(part), "{part} missing in {}", ar[0]);
+    }
+    assert_eq!(
+        names[..4],
+        [
+            "Return-Path",
+            "Authentication-Results",
+            "Received-SPF",
+            "Received"
+        ],
+        "{names:?}"
+    );
+}
+
+#[test]
+fn forged_authentication_results_with_our_authserv_id_are_removed_and_others_kept() {
+    let Some(w) = world("sm-forged-ar") else {
+        return;
+    };
+    let forged = format!(
+        "Authentication-Results: {AUTHSERV_ID}; spf=pass smtp.mailfrom=forged.example\n\
+         Authentication-Results: other.example.net; spf=pass smtp.mailfrom=upstream.example\n"
+    );
+    let mut smtp = w.sendmail.connect();
+    smtp.ehlo("mail.example.net");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("sm-forged-ar", &forged)).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+
+    let m = &w.sendmail.delivered("sm-forged-ar")[0];
+    let ar = m.fields("Authentication-Results");
+    assert!(!m.raw.contains("forged.example"), "{ar:#?}");
+    assert_eq!(ar.len(), 2, "{ar:#?}");
+    assert!(
+        ar[0].contains(&format!(
+            " {AUTHSERV_ID}; spf=pass smtp.mailfrom=example.com"
+        )),
+        "{ar:#?}"
+    );
+    assert!(ar[1].contains("other.example.net;"), "{ar:#?}");
+}
+
+#[test]
+fn sendmail_tempfails_with_f_t_when_tollgate_dies_mid_session() {
+    let Some(mut w) = world("sm-killed") else {
+        return;
+    };
+    let mut smtp = w.sendmail.connect();
+    smtp.ehlo("mail.example.net");
+    w.tollgate.kill();
+    let mail = smtp.mail("alice@example.com");
+    eprintln!("{}", smtp.show());
+    // F=T: the filter is unavailable, so Sendmail tempfails.
+    assert_eq!(
+        mail.first(),
+        "451 4.3.2 Please try again later",
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+}
