@@ -185,8 +185,23 @@ impl MacroString {
         self.pieces.iter().any(|p| matches!(p, Piece::Macro { .. }))
     }
 
-    /// Expands the string (RFC 7208 §7.3, §7.4).
+    /// Expands the string (RFC 7208 §7.3, §7.4) as text, such as an
+    /// explanation: at most [`MAX_TEXT`] bytes are kept (the head).
     pub fn expand(&self, values: &MacroValues<'_>) -> String {
+        self.expand_bounded(values, Keep::Head)
+    }
+
+    /// Expands the string as a domain name: like [`expand`](Self::expand),
+    /// then, if longer than 253 characters, whole labels are removed from
+    /// the left until it fits (RFC 7208 §7.3).
+    pub fn expand_domain(&self, values: &MacroValues<'_>) -> String {
+        truncate_domain(self.expand_bounded(values, Keep::Tail))
+    }
+
+    /// Expands, keeping memory bounded however many macros a hostile
+    /// record holds: for text the first [`MAX_TEXT`] bytes, for domains
+    /// enough of the tail to find the same 253-character cut.
+    fn expand_bounded(&self, values: &MacroValues<'_>, keep_part: Keep) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
@@ -211,17 +226,40 @@ impl MacroString {
                     }
                 }
             }
+            match keep_part {
+                Keep::Head if out.len() > MAX_TEXT => {
+                    let mut cut = MAX_TEXT;
+                    while !out.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    out.truncate(cut);
+                    return out;
+                }
+                Keep::Tail if out.len() > 2 * TAIL_KEPT => {
+                    let mut cut = out.len() - TAIL_KEPT;
+                    while !out.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    out.drain(..cut);
+                }
+                _ => {}
+            }
         }
         out
     }
+}
 
-    /// Expands the string as a domain name: like [`expand`](Self::expand),
-    /// then, if longer than 253 characters, whole labels are removed from
-    /// the left until it fits (RFC 7208 §7.3).
-    pub fn expand_domain(&self, values: &MacroValues<'_>) -> String {
-        let expanded = self.expand(values);
-        truncate_domain(expanded)
-    }
+/// The most text an expansion keeps.
+pub const MAX_TEXT: usize = 4096;
+
+/// How much of a long domain expansion's tail is kept while expanding;
+/// more than the 254 bytes the final cut needs.
+const TAIL_KEPT: usize = 1024;
+
+#[derive(Clone, Copy)]
+enum Keep {
+    Head,
+    Tail,
 }
 
 impl fmt::Display for MacroString {
@@ -306,20 +344,22 @@ fn url_escape_into(value: &str, out: &mut String) {
     }
 }
 
-/// Removes labels from the left until the name is at most 253 characters.
+/// Removes labels from the left until the name is at most 253 characters:
+/// the result starts after the first dot that leaves 253 or fewer (one
+/// pass, whatever the length).
 pub(crate) fn truncate_domain(mut name: String) -> String {
-    while name.len() > 253 {
-        match name.find('.') {
-            Some(dot) => {
-                name.drain(..=dot);
-            }
-            None => {
-                // One label longer than 253: nothing sensible is left.
-                name.clear();
-            }
-        }
+    if name.len() <= 253 {
+        return name;
     }
-    name
+    let from = name.len() - 254;
+    match name.as_bytes()[from..].iter().position(|b| *b == b'.') {
+        Some(pos) => {
+            name.drain(..=from + pos);
+            name
+        }
+        // The last label alone is longer than 253: nothing sensible is left.
+        None => String::new(),
+    }
 }
 
 /// The values macros expand to.
