@@ -1261,17 +1261,6 @@ fn query_bound_is_reached_by_a_worst_case_record() {
     assert_eq!(out.queries, 123);
 }
 
-/// Known problem, left to the engine's owner: `truncate_domain` (macros.rs)
-/// removes one label per pass and shifts the rest of the string each time,
-/// so cutting an expansion of n bytes with short labels down to 253 costs
-/// O(n²). A record of 8,000 `%{l}` macros (32 KB, which fits in a DNS
-/// message over TCP) with a 63-character dotted local-part expands to
-/// about 500 KB and takes over a second of CPU in a release build for a
-/// single `exists` term, with no await point where a timeout could stop it.
-/// Eight times the expansion should cost about eight times as much, not
-/// sixty-four. Run with `cargo test -p tollgate-spf --test robustness --
-/// --ignored` once truncation is linear.
-#[test]
 /// Regression: `truncate_domain` used to remove one label per pass,
 /// quadratic in the number of labels (a 32 KB record of `%{l}` macros took
 /// over a second). The expansion now keeps only the tail it needs and cuts
