@@ -135,6 +135,9 @@ pub enum TermError {
     /// A second `redirect=` or `exp=`.
     #[error("duplicate {0}= modifier")]
     Duplicate(&'static str),
+    /// The text does not begin with `v=spf1` and a space or its end.
+    #[error("not an SPF version 1 record")]
+    NotSpf1,
 }
 
 /// A syntax error in a record: which term, where, and what.
@@ -161,8 +164,18 @@ impl Record {
             && (bytes.len() == 6 || bytes[6] == b' ')
     }
 
-    /// Parses a record that [`is_spf1`](Self::is_spf1) accepted.
+    /// Parses a record; text that [`is_spf1`](Self::is_spf1) refuses is
+    /// an error at position 0.
     pub fn parse(text: &str) -> Result<Record, ParseError> {
+        if !Record::is_spf1(text) {
+            let version: String = text.chars().take(8).collect();
+            return Err(ParseError {
+                term: version.escape_debug().to_string(),
+                position: 0,
+                offset: 0,
+                error: TermError::NotSpf1,
+            });
+        }
         let mut record = Record {
             directives: Vec::new(),
             redirect: None,
@@ -581,6 +594,12 @@ mod tests {
         assert!(parse("v=spf1 foo=%abc").is_err());
         assert!(parse("v=spf1 exp=").is_err());
         assert!(parse("v=spf1 redirect=-all").is_err());
+    }
+
+    #[test]
+    fn text_without_the_version_is_not_parsed() {
+        assert_eq!(parse("abcdefall").unwrap_err().error, TermError::NotSpf1);
+        assert_eq!(parse("v=spf10 all").unwrap_err().position, 0);
     }
 
     #[test]
