@@ -27,7 +27,7 @@ use proptest::sample::Index;
 use tollgate_dns::memory::{Entry, RecordData, Zone};
 use tollgate_dns::{Mx, reverse_name};
 use tollgate_spf::{
-    MacroContext, MacroString, MacroValues, Options, Record, Spf, SpfOutput, SpfResult,
+    MacroContext, MacroString, MacroValues, Options, Record, Spf, SpfOutput, SpfResult, TermError,
 };
 
 // ---------------------------------------------------------------------------
@@ -181,9 +181,15 @@ fn check_parse(text: &str) -> Result<(), TestCaseError> {
                 + usize::from(record.redirect.is_some());
             prop_assert_eq!(record.dns_terms(), dns);
         }
+        Err(e) if e.error == TermError::NotSpf1 => {
+            // Text without the version is refused as a whole, at position 0.
+            prop_assert!(!Record::is_spf1(text));
+            prop_assert_eq!((e.position, e.offset), (0, 0));
+        }
         Err(e) => {
             // The error points at the offending term: a term start, after
             // the version or a space.
+            prop_assert!(Record::is_spf1(text));
             prop_assert!(e.position >= 1);
             prop_assert!(!e.term.is_empty());
             prop_assert!(
