@@ -389,3 +389,149 @@ fn postfix_answers_451_4_7_1_when_tollgate_dies_mid_session() {
         w.postfix.log()
     );
 }
+
+#[test]
+fn a_milter_listed_after_tollgate_sees_its_headers_as_opendmarc_would() {
+    let Some(install) = postfix::require() else {
+        return;
+    };
+    if !e2e::require(
+        e2e::tollgate_can_serve(),
+        "`tollgate serve`",
+        "no serve subcommand",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("pf-order");
+    let dns = Dns::start(ZONE);
+    let tollgate = Tollgate::start(dir.path(), &e2e::tollgate_config(&dns, ""));
+    let recorder = e2e::milter::Recorder::start();
+    // The documented line with a second milter after tollgate, as one would
+    // list OpenDKIM and OpenDMARC.
+    let snippet =
+        postfix::documented_snippet(&format!("inet:{}, inet:{}", tollgate.addr, recorder.addr));
+    let postfix = Postfix::start(&install, dir.path(), &snippet);
+
+    let mut smtp = postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("order-1", "")).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+    postfix.delivered("order-1");
+
+    let headers: Vec<String> = recorder
+        .events()
+        .iter()
+        .filter(|e| e.command == 'L')
+        .map(|e| e.args.join(": "))
+        .collect();
+    eprintln!("headers seen by the second milter:\n{}", headers.join("\n"));
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.starts_with(&format!("Authentication-Results: {AUTHSERV_ID}; spf=pass"))),
+        "{headers:#?}"
+    );
+    assert!(
+        headers.iter().any(|h| h.starts_with("Received-SPF: pass")),
+        "{headers:#?}"
+    );
+}
+
+#[test]
+fn dry_run_accepts_an_spf_fail_and_logs_the_reject_it_would_have_sent() {
+    let Some(w) = world("pf-dry-run", "dry_run: true\n") else {
+        return;
+    };
+    let mut smtp = w.postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.9", Some("relay.example.net"), "relay.example.net");
+    assert_eq!(smtp.mail("forger@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("dry-run-1", "")).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+
+    let m = &w.postfix.delivered("dry-run-1")[0];
+    assert!(
+        m.fields("Received-SPF")[0].starts_with("Received-SPF: fail"),
+        "{:?}",
+        m.headers()
+    );
+    let log = e2e::wait_for(e2e::WAIT, "tollgate's message log line", || {
+        let log = w.tollgate.log_text();
+        log.lines()
+            .find(|l| {
+                l.contains("dry-run-1") || l.contains("forger@example.com") && l.contains("5.7.23")
+            })
+            .map(str::to_owned)
+    });
+    eprintln!("{log}");
+    assert!(log.contains("550 5.7.23"), "{log}");
+}
+
+#[test]
+fn postfix_answers_451_4_7_1_when_tollgate_hangs_past_milter_command_timeout() {
+    let Some(install) = postfix::require() else {
+        return;
+    };
+    if !e2e::require(
+        e2e::tollgate_can_serve(),
+        "`tollgate serve`",
+        "no serve subcommand",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("pf-hang");
+    let dns = Dns::start(ZONE);
+    let tollgate = Tollgate::start(dir.path(), &e2e::tollgate_config(&dns, ""));
+    // The documented snippet, with a short command timeout added after it
+    // (the last setting in main.cf wins) so the test need not wait 30 s.
+    let mut main_cf = postfix::documented_snippet(&format!("inet:{}", tollgate.addr));
+    main_cf.push_str("milter_command_timeout = 2s\n");
+    let postfix = Postfix::start(&install, dir.path(), &main_cf);
+
+    let mut smtp = postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
+    // The milter stops answering (a hang, not a crash).
+    tollgate.signal("STOP");
+    let started = std::time::Instant::now();
+    let mail = smtp.mail("alice@example.com");
+    let waited = started.elapsed();
+    tollgate.signal("CONT");
+    assert_eq!(
+        mail.first(),
+        "451 4.7.1 Service unavailable - try again later",
+        "{}",
+        smtp.show()
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(1900),
+        "answered after {waited:?}, before milter_command_timeout"
+    );
+    smtp.quit();
+    let log = postfix.log();
+    assert!(
+        log.contains("milter-reject: MAIL from mx.example.com[192.0.2.7]: 451 4.7.1"),
+        "{log}"
+    );
+    eprintln!(
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("milter"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

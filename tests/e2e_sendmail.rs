@@ -17,12 +17,12 @@ mod e2e;
 use e2e::sendmail::{self, Sendmail};
 use e2e::{Dns, TempDir, Tollgate};
 
-/// The DNS world: 127.0.0.1 is mail.example.net (FCrDNS pass, HELO SPF
-/// pass); example.com allows it, fail.example.com does not;
-/// slow.example.com never answers.
+/// The DNS world: 127.0.0.1 sends as HELO mail.example.net (which resolves
+/// to it, and whose SPF allows it); example.com's SPF allows 127.0.0.1,
+/// fail.example.com's does not; slow.example.com never answers. There is no
+/// PTR record here: the resolver answers the reverse name of 127.0.0.1
+/// itself (`localhost`, RFC 6761), so FCrDNS passes as localhost.
 const ZONE: &str = r#"
-1.0.0.127.in-addr.arpa:
-  - PTR: mail.example.net
 mail.example.net:
   - A: 127.0.0.1
   - TXT: "v=spf1 a -all"
@@ -290,7 +290,7 @@ fn forged_authentication_results_with_our_authserv_id_are_removed_and_others_kep
 }
 
 #[test]
-fn sendmail_tempfails_with_f_t_when_tollgate_dies_mid_session() {
+fn sendmail_answers_451_4_3_2_when_tollgate_dies_mid_session() {
     let Some(mut w) = world("sm-killed") else {
         return;
     };
@@ -300,6 +300,88 @@ fn sendmail_tempfails_with_f_t_when_tollgate_dies_mid_session() {
     let mail = smtp.mail("alice@example.com");
     eprintln!("{}", smtp.show());
     // F=T: the filter is unavailable, so Sendmail tempfails.
+    assert_eq!(
+        mail.first(),
+        "451 4.3.2 Please try again later",
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+}
+
+#[test]
+fn a_milter_listed_after_tollgate_sees_its_headers_as_opendmarc_would() {
+    let Some(install) = sendmail::require() else {
+        return;
+    };
+    if !e2e::require(
+        e2e::tollgate_can_serve(),
+        "`tollgate serve`",
+        "no serve subcommand",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("sm-order");
+    let dns = Dns::start(ZONE);
+    let tollgate = Tollgate::start(
+        dir.path(),
+        &e2e::tollgate_config(&dns, "skip:\n  networks: []\n"),
+    );
+    let recorder = e2e::milter::Recorder::start();
+    let mut mc = sendmail::documented_snippet(&format!("inet:{}@127.0.0.1", tollgate.addr.port()));
+    mc.push_str(&format!(
+        "INPUT_MAIL_FILTER(`recorder', `S=inet:{}@127.0.0.1, F=T, T=S:30s;R:30s;E:1m')dnl\n",
+        recorder.addr.port()
+    ));
+    let sm = Sendmail::start(&install, dir.path(), &mc);
+
+    let mut smtp = sm.connect();
+    smtp.ehlo("mail.example.net");
+    assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.data(&message("sm-order-1", "")).code,
+        250,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+    let delivered = sm.delivered("sm-order-1");
+    assert_eq!(delivered[0].fields("Authentication-Results").len(), 1);
+
+    let headers: Vec<String> = recorder
+        .events()
+        .iter()
+        .filter(|e| e.command == 'L')
+        .map(|e| e.args.join(": "))
+        .collect();
+    eprintln!("headers seen by the second milter:\n{}", headers.join("\n"));
+    // Sendmail hands the message to the filters one after the other, each
+    // with the changes of the ones before: a filter listed after tollgate
+    // (OpenDMARC) sees its Authentication-Results and Received-SPF.
+    assert!(
+        headers
+            .iter()
+            .any(|h| h.starts_with(&format!("Authentication-Results: {AUTHSERV_ID}; spf=pass"))),
+        "{headers:#?}"
+    );
+    assert!(
+        headers.iter().any(|h| h.starts_with("Received-SPF: pass")),
+        "{headers:#?}"
+    );
+}
+
+#[test]
+fn sendmail_tempfails_with_4_3_2_when_no_milter_listens_and_f_t_is_set() {
+    let Some(install) = sendmail::require() else {
+        return;
+    };
+    let dir = TempDir::new("sm-nomilter");
+    let dead = format!("inet:{}@127.0.0.1", e2e::free_port());
+    let sm = Sendmail::start(&install, dir.path(), &sendmail::documented_snippet(&dead));
+    let mut smtp = sm.connect();
+    smtp.ehlo("mail.example.net");
+    let mail = smtp.mail("alice@example.com");
     assert_eq!(
         mail.first(),
         "451 4.3.2 Please try again later",

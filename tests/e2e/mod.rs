@@ -412,6 +412,11 @@ impl Tollgate {
         Tollgate { addr, process, log }
     }
 
+    /// Sends a signal (`STOP`, `CONT`, `TERM`, ...) to the milter.
+    pub fn signal(&self, signal: &str) {
+        self.process.signal(signal);
+    }
+
     /// Kills the milter at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         self.process.signal("KILL");
