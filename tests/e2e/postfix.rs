@@ -3,12 +3,13 @@
 //! `maillog_file` under the test's temporary directory, an smtpd on a free
 //! port of 127.0.0.1, and virtual(8) delivery of every `@example.org`
 //! recipient into one Maildir, `mail/inbox/`. The master daemon runs in
-//! the foreground (`master -d`) as a child of the test, so the guard that
-//! owns it stops the whole instance (master passes SIGTERM on to its
-//! daemons) even when the test fails. Nothing uses DNS: mail that would
+//! the foreground (`master -d`) as a child of the test, leader of its own
+//! process group, so the guard that owns it stops the whole instance
+//! (SIGTERM to the group) even when the test fails. Nothing uses DNS: mail that would
 //! leave (bounces) is discarded.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -171,6 +172,17 @@ impl Postfix {
              postlog   unix-dgram n - n - 1 postlogd\n"
         );
         fs::write(config_dir.join("master.cf"), master_cf).expect("write master.cf");
+        // Postfix will not read a main.cf modified within the last second or
+        // so (it might be half written): it polls every 300 ms until the file
+        // is old enough. Backdate both files instead of waiting.
+        let past = std::time::SystemTime::now() - Duration::from_secs(60);
+        for file in ["main.cf", "master.cf"] {
+            fs::File::options()
+                .write(true)
+                .open(config_dir.join(file))
+                .and_then(|f| f.set_modified(past))
+                .unwrap_or_else(|e| panic!("backdate {file}: {e}"));
+        }
 
         let out = fs::File::create(dir.join("master.out")).expect("master.out");
         let err = out.try_clone().expect("clone");
@@ -181,9 +193,13 @@ impl Postfix {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            // Its own process group: on SIGTERM master signals its group
+            // (all Postfix daemons) and exits; without a group of its own
+            // that kill fails, and master exits "fatal" after a 1 s sleep.
+            .process_group(0)
             .spawn()
             .expect("spawn postfix master");
-        let mut master = ChildGuard::new("postfix", child, Some(maillog.clone()));
+        let mut master = ChildGuard::new("postfix", child, Some(maillog.clone())).with_group();
         wait_for(WAIT, "Postfix smtpd to greet", || {
             if let Some(status) = master.exited() {
                 panic!(
