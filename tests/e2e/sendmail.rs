@@ -19,7 +19,9 @@
 //! of its own (mx.example.org), and private bind mounts of /etc/hosts and
 //! /etc/resolv.conf (nameserver 127.0.0.1, where nothing answers on port
 //! 53), so that no lookup by Sendmail leaves the loopback interface. The
-//! machine's own host name and files are untouched.
+//! machine's own host name and files are untouched: unshare makes the new
+//! mount namespace private (which needs `/` to be a mount point, as it is
+//! on any normal system; in a bare chroot, bind-mount the root onto itself).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
