@@ -21,10 +21,14 @@ use super::fields::{fold, reply_text};
 use super::session::{Answer, Session};
 
 /// The macros tollgate asks the MTA for, per stage.
-const MACROS: [(MacroStage, &str); 4] = [
-    (MacroStage::Connect, "j {client_addr} {daemon_name}"),
+/// Postfix assigns the queue id (`i`) only once the queue file is open,
+/// so it first arrives at DATA; Sendmail sends it at MAIL.
+const MACROS: [(MacroStage, &str); 6] = [
+    (MacroStage::Connect, "j {client_addr} {client_name} {daemon_name}"),
     (MacroStage::Mail, "i {auth_authen} {mail_addr}"),
     (MacroStage::Rcpt, "i"),
+    (MacroStage::Data, "i"),
+    (MacroStage::Eoh, "i"),
     (MacroStage::Eom, "i"),
 ];
 
