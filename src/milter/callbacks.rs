@@ -24,7 +24,10 @@ use super::session::{Answer, Session};
 /// Postfix assigns the queue id (`i`) only once the queue file is open,
 /// so it first arrives at DATA; Sendmail sends it at MAIL.
 const MACROS: [(MacroStage, &str); 6] = [
-    (MacroStage::Connect, "j {client_addr} {client_name} {daemon_name}"),
+    (
+        MacroStage::Connect,
+        "j {client_addr} {client_name} {daemon_name}",
+    ),
     (MacroStage::Mail, "i {auth_authen} {mail_addr}"),
     (MacroStage::Rcpt, "i"),
     (MacroStage::Data, "i"),

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use tollgate_checks::{Action, Evaluation, Reply, Stage, StageReport};
+use tollgate_checks::{Action, Evaluation, Reply, SkipReason, Stage, StageReport};
 
 use super::Shared;
 use crate::config::RejectAt;
@@ -104,7 +104,7 @@ impl Session {
             .unwrap_or_else(|| shared.config.checks.receiver.clone());
         let checker = &shared.checker;
         let skipped = match ip {
-            None => Some(skip_report("local client without an IP address".to_owned())),
+            None => Some(StageReport::skipped(SkipReason::NoClientAddress)),
             Some(ip) => checker.skip_client(ip, None),
         };
         let fcrdns = match (ip, &skipped) {
@@ -387,19 +387,6 @@ impl Session {
         if let Some(task) = self.conn.fcrdns.take() {
             task.abort();
         }
-    }
-}
-
-fn skip_report(reason: String) -> StageReport {
-    StageReport {
-        stage: Stage::Skip,
-        outcome: tollgate_checks::Outcome::Skipped,
-        detail: reason,
-        action: Action::Tag,
-        reply: None,
-        spf: None,
-        fcrdns: None,
-        dns_queries: 0,
     }
 }
 

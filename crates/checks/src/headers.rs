@@ -5,19 +5,17 @@
 //! Every identity is labelled (`identity=`, `smtp.mailfrom` / `smtp.helo`)
 //! so that a HELO result is never read as the MAIL FROM one.
 
-use tollgate_spf::{Identity, SpfOutput, SpfResult};
+use tollgate_spf::{SpfOutput, SpfResult};
 
-use crate::{Outcome, Stage, StageReport};
+use crate::{Outcome, SkipReason, Stage, StageReport};
 
 /// The value of a `Received-SPF` header for one SPF evaluation.
 ///
 /// `envelope_from` is the MAIL FROM address as given (empty for the null
 /// sender, in which case the key is left out); `receiver` names this host.
 pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> String {
-    let who = match out.identity {
-        Identity::MailFrom => format!("domain of {}", out.sender),
-        Identity::Helo => format!("domain of {}", out.sender),
-    };
+    let sender = bounded(&out.sender, 128);
+    let who = format!("domain of {sender}");
     let ip = out.ip;
     let comment = match out.result {
         SpfResult::Pass => format!("{who} designates {ip} as permitted sender"),
@@ -45,11 +43,16 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
         .trim()
         .trim_start_matches('<')
         .trim_end_matches('>');
-    if !bare_from.is_empty() {
+    // RFC 5321 §4.5.3.1.3: a path has at most 256 octets; a longer one is
+    // not shown rather than shown wrong.
+    if !bare_from.is_empty() && bare_from.len() <= 256 {
         value.push_str(&format!(" envelope-from={};", quoted(bare_from)));
     }
     if !out.helo.is_empty() {
-        value.push_str(&format!(" helo={};", atom_or_quoted(&out.helo)));
+        value.push_str(&format!(
+            " helo={};",
+            atom_or_quoted(&bounded(&out.helo, 255))
+        ));
     }
     value.push_str(&format!(
         " receiver={}; identity={};",
@@ -57,12 +60,12 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
         out.identity
     ));
     if let Some(mechanism) = &out.mechanism {
-        value.push_str(&format!(" mechanism={};", quoted(mechanism)));
+        value.push_str(&format!(" mechanism={};", quoted(&bounded(mechanism, 200))));
     }
     if let Some(problem) = &out.problem
         && matches!(out.result, SpfResult::PermError | SpfResult::TempError)
     {
-        value.push_str(&format!(" problem={};", quoted(problem)));
+        value.push_str(&format!(" problem={};", quoted(&bounded(problem, 300))));
     }
     value
 }
@@ -72,7 +75,7 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
 pub fn authentication_results(
     authserv_id: &str,
     reports: &[StageReport],
-    skipped: Option<&str>,
+    skipped: Option<&SkipReason>,
 ) -> String {
     let mut parts = Vec::new();
     // The MAIL FROM result first: it is the one DMARC reads.
@@ -86,7 +89,7 @@ pub fn authentication_results(
                     parts.push(format!(
                         "spf={} smtp.mailfrom={}",
                         out.result,
-                        pvalue(&out.checked_domain)
+                        pvalue(&bounded(&out.checked_domain, 255))
                     ));
                 }
             }
@@ -95,7 +98,7 @@ pub fn authentication_results(
                     parts.push(format!(
                         "spf={} smtp.helo={}",
                         out.result,
-                        pvalue(&out.checked_domain)
+                        pvalue(&bounded(&out.checked_domain, 255))
                     ));
                 }
             }
@@ -119,11 +122,27 @@ pub fn authentication_results(
         }
     }
     let id = atom_or_quoted(authserv_id);
-    match (parts.is_empty(), skipped) {
-        (true, Some(why)) => format!("{id}; none ({})", comment_text(why)),
-        (true, None) => format!("{id}; none"),
-        (false, _) => format!("{id}; {}", parts.join("; ")),
+    match skipped {
+        // RFC 8601 §2.7.4: the SMTP AUTH identity.
+        Some(SkipReason::Authenticated(user)) => {
+            format!("{id}; auth=pass smtp.auth={}", pvalue(&bounded(user, 128)))
+        }
+        Some(other) => format!("{id}; none ({})", comment_text(&other.to_string())),
+        None if parts.is_empty() => format!("{id}; none"),
+        None => format!("{id}; {}", parts.join("; ")),
     }
+}
+
+/// `value` cut to at most `max` characters, with "..." marking the cut, so
+/// that no header line grows past RFC 5322's 998 characters whatever the
+/// client sent.
+fn bounded(value: &str, max: usize) -> String {
+    if value.chars().count() <= max {
+        return value.to_owned();
+    }
+    let mut out: String = value.chars().take(max.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
 }
 
 /// RFC 2045 `token` characters: printable ASCII except tspecials.
@@ -309,6 +328,7 @@ mod tests {
             spf: Some(spf),
             fcrdns: None,
             dns_queries: 0,
+            skip: None,
         };
         let reports = [
             report(Stage::SpfHelo, helo),
@@ -322,8 +342,16 @@ mod tests {
             "mx.example.org; spf=pass smtp.mailfrom=example.com; spf=softfail smtp.helo=mx.example.com"
         );
         assert_eq!(
-            authentication_results("mx.example.org", &[], Some("sender authenticated as alice")),
-            "mx.example.org; none (sender authenticated as alice)"
+            authentication_results(
+                "mx.example.org",
+                &reports,
+                Some(&SkipReason::Authenticated("alice".to_owned()))
+            ),
+            "mx.example.org; auth=pass smtp.auth=alice"
+        );
+        assert_eq!(
+            authentication_results("mx.example.org", &[], Some(&SkipReason::NoClientAddress)),
+            "mx.example.org; none (local client without an IP address)"
         );
     }
 }

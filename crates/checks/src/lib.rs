@@ -31,7 +31,7 @@ pub use fcrdns::FcrdnsInfo;
 pub use pipeline::{Checker, Client, Evaluation, Mode, Settings, Verdict};
 pub use policy::{Action, Policy, PolicyError, StagePolicy};
 pub use reply::Reply;
-pub use skip::SkipLists;
+pub use skip::{SkipLists, SkipReason};
 pub use tollgate_spf::{Identity, SpfOutput, SpfResult};
 
 /// A stage, by the name the JSON output and the configuration use.
@@ -197,9 +197,26 @@ pub struct StageReport {
     pub fcrdns: Option<FcrdnsInfo>,
     /// DNS queries this stage made (answered from cache or not).
     pub dns_queries: u32,
+    /// For skip: why.
+    pub skip: Option<SkipReason>,
 }
 
 impl StageReport {
+    /// The report of the skip stage.
+    pub fn skipped(reason: SkipReason) -> StageReport {
+        StageReport {
+            stage: Stage::Skip,
+            outcome: Outcome::Skipped,
+            detail: reason.to_string(),
+            action: Action::Tag,
+            reply: None,
+            spf: None,
+            fcrdns: None,
+            dns_queries: 0,
+            skip: Some(reason),
+        }
+    }
+
     /// Whether this report ends the evaluation (reject or tempfail).
     pub fn is_decisive(&self) -> bool {
         matches!(self.action, Action::Reject | Action::Tempfail)

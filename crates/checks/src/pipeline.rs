@@ -12,7 +12,7 @@ use tollgate_dns::Lookup;
 use tollgate_spf::{Identity, Options, Spf, SpfOutput, SpfResult};
 
 use crate::reply::{Reply, spf_enhanced, spf_text};
-use crate::skip::{SkipLists, canonical};
+use crate::skip::{SkipLists, SkipReason, canonical};
 use crate::{Action, Outcome, Policy, Stage, StageReport, fcrdns, helo};
 
 /// Everything the checks need to know about this host and its policy.
@@ -103,11 +103,8 @@ impl Evaluation {
     }
 
     /// The skip reason, if a skip list matched.
-    pub fn skipped(&self) -> Option<&str> {
-        self.stages
-            .iter()
-            .find(|r| r.stage == Stage::Skip)
-            .map(|r| r.detail.as_str())
+    pub fn skipped(&self) -> Option<&SkipReason> {
+        self.stages.iter().find_map(|r| r.skip.as_ref())
     }
 
     /// The report of a stage, if it ran.
@@ -185,12 +182,14 @@ impl<L: Lookup> Checker<L> {
     /// skip at CONNECT (trusted networks) and after AUTH.
     pub fn skip_client(&self, ip: IpAddr, auth: Option<&str>) -> Option<StageReport> {
         let skip = &self.settings.skip;
-        skip.client(ip).or_else(|| skip.auth(auth)).map(skipped)
+        skip.client(ip)
+            .or_else(|| skip.auth(auth))
+            .map(StageReport::skipped)
     }
 
     /// skip at HELO (listed HELO names).
     pub fn skip_helo(&self, helo: &str) -> Option<StageReport> {
-        self.settings.skip.helo(helo).map(skipped)
+        self.settings.skip.helo(helo).map(StageReport::skipped)
     }
 
     /// skip at MAIL (listed sender domains).
@@ -199,7 +198,7 @@ impl<L: Lookup> Checker<L> {
         self.settings
             .skip
             .sender_domain(&parsed.domain)
-            .map(skipped)
+            .map(StageReport::skipped)
     }
 
     /// helo-syntax.
@@ -394,6 +393,7 @@ impl<L: Lookup> Checker<L> {
             spf: None,
             fcrdns: None,
             dns_queries,
+            skip: None,
         }
     }
 
@@ -417,6 +417,7 @@ impl<L: Lookup> Checker<L> {
             dns_queries: out.queries,
             spf: Some(out),
             fcrdns: None,
+            skip: None,
         }
     }
 
@@ -456,19 +457,6 @@ impl<L: Lookup> Checker<L> {
             queries: 0,
             trace: Vec::new(),
         }
-    }
-}
-
-fn skipped(reason: String) -> StageReport {
-    StageReport {
-        stage: Stage::Skip,
-        outcome: Outcome::Skipped,
-        detail: reason,
-        action: Action::Tag,
-        reply: None,
-        spf: None,
-        fcrdns: None,
-        dns_queries: 0,
     }
 }
 

@@ -2,9 +2,56 @@
 //! (trusted networks, SASL-authenticated senders, listed HELO names and
 //! sender domains). Skipped mail is never rejected by SPF.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+/// Why a client or message is not checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The client is in a trusted network.
+    TrustedNetwork {
+        /// The client.
+        ip: IpAddr,
+        /// The network it is in.
+        network: IpNet,
+    },
+    /// The sender authenticated (SASL) as this user.
+    Authenticated(String),
+    /// The HELO name is on the skip list.
+    HeloListed {
+        /// The HELO name.
+        helo: String,
+        /// The list entry it matched.
+        entry: String,
+    },
+    /// The sender domain is on the skip list.
+    SenderDomainListed {
+        /// The domain.
+        domain: String,
+        /// The list entry it matched.
+        entry: String,
+    },
+    /// The MTA gave no client address (a local submission).
+    NoClientAddress,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::TrustedNetwork { ip, network } => {
+                write!(f, "client {ip} is in trusted network {network}")
+            }
+            SkipReason::Authenticated(user) => write!(f, "sender authenticated as {user}"),
+            SkipReason::HeloListed { helo, entry } => write!(f, "HELO {helo} is listed ({entry})"),
+            SkipReason::SenderDomainListed { domain, entry } => {
+                write!(f, "sender domain {domain} is listed ({entry})")
+            }
+            SkipReason::NoClientAddress => f.write_str("local client without an IP address"),
+        }
+    }
+}
 
 /// What is exempt from checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,33 +83,41 @@ impl Default for SkipLists {
 
 impl SkipLists {
     /// Why a client address is exempt, if it is.
-    pub fn client(&self, ip: IpAddr) -> Option<String> {
+    pub fn client(&self, ip: IpAddr) -> Option<SkipReason> {
         let ip = canonical(ip);
         self.trusted_networks
             .iter()
             .find(|net| net.contains(&ip))
-            .map(|net| format!("client {ip} is in trusted network {net}"))
+            .map(|network| SkipReason::TrustedNetwork {
+                ip,
+                network: *network,
+            })
     }
 
     /// Why an authenticated session is exempt, if it is.
-    pub fn auth(&self, auth_user: Option<&str>) -> Option<String> {
+    pub fn auth(&self, auth_user: Option<&str>) -> Option<SkipReason> {
         match auth_user {
             Some(user) if self.authenticated && !user.is_empty() => {
-                Some(format!("sender authenticated as {user}"))
+                Some(SkipReason::Authenticated(user.to_owned()))
             }
             _ => None,
         }
     }
 
     /// Why a HELO name is exempt, if it is.
-    pub fn helo(&self, helo: &str) -> Option<String> {
-        find_domain(&self.helo_names, helo).map(|entry| format!("HELO {helo} is listed ({entry})"))
+    pub fn helo(&self, helo: &str) -> Option<SkipReason> {
+        find_domain(&self.helo_names, helo).map(|entry| SkipReason::HeloListed {
+            helo: helo.to_owned(),
+            entry: entry.to_owned(),
+        })
     }
 
     /// Why a sender domain is exempt, if it is.
-    pub fn sender_domain(&self, domain: &str) -> Option<String> {
-        find_domain(&self.sender_domains, domain)
-            .map(|entry| format!("sender domain {domain} is listed ({entry})"))
+    pub fn sender_domain(&self, domain: &str) -> Option<SkipReason> {
+        find_domain(&self.sender_domains, domain).map(|entry| SkipReason::SenderDomainListed {
+            domain: domain.to_owned(),
+            entry: entry.to_owned(),
+        })
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use tollgate_checks::{Action, Checker, Client, Mode, Outcome, Settings, SkipLists, Stage};
+use tollgate_checks::{
+    Action, Checker, Client, Mode, Outcome, Settings, SkipLists, SkipReason, Stage,
+};
 use tollgate_dns::{HickoryLookup, ResolverOptions};
 use tollgate_testdns::{Rcode, TestDns, suite::parse_zone};
 
@@ -188,14 +190,17 @@ async fn trusted_and_authenticated_clients_are_skipped() {
         .await;
     assert_eq!(eval.stages.len(), 1);
     assert_eq!(
-        eval.skipped(),
+        eval.skipped().map(ToString::to_string).as_deref(),
         Some("client 127.0.0.1 is in trusted network 127.0.0.0/8")
     );
     assert_eq!(eval.verdict().action, Action::Tag);
     let mut c = client("192.0.2.99", "OEMCOMPUTER", "a@example.com");
     c.auth = Some("alice".to_owned());
     let eval = checker.run(&c, Mode::StopEarly).await;
-    assert_eq!(eval.skipped(), Some("sender authenticated as alice"));
+    assert_eq!(
+        eval.skipped(),
+        Some(&SkipReason::Authenticated("alice".to_owned()))
+    );
 }
 
 #[tokio::test]
