@@ -64,15 +64,51 @@ fn refuse(reply_slot: &mut indymilter::SmtpReply, answer: Answer) -> Status {
     }
 }
 
+/// What indymilter keeps per connection: the protocol steps that need no
+/// reply (negotiated once) and the session (from CONNECT on), boxed so it
+/// moves in and out of the context as a pointer.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    noreply: ProtoOpts,
+    session: Option<Box<Session>>,
+}
+
+impl Slot {
+    /// `Continue`, or `Noreply` where the MTA agreed to expect no reply.
+    fn go_on(&self, step: ProtoOpts) -> Status {
+        if self.noreply.contains(step) {
+            Status::Noreply
+        } else {
+            Status::Continue
+        }
+    }
+}
+
+fn take(data: &mut Option<Slot>) -> Option<Box<Session>> {
+    data.as_mut().and_then(|slot| slot.session.take())
+}
+
+fn put(data: &mut Option<Slot>, session: Box<Session>) {
+    data.get_or_insert_with(Slot::default).session = Some(session);
+}
+
 /// The callbacks over the shared state.
-pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
+pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Slot> {
     let connect_state = state;
     Callbacks::new()
-        .on_negotiate(|cx: &mut NegotiateContext<Session>, actions, opts| {
+        .on_negotiate(|cx: &mut NegotiateContext<Slot>, actions, opts| {
             Box::pin(async move {
                 cx.requested_actions = actions & (Actions::ADD_HEADER | Actions::CHANGE_HEADER);
                 let unwanted = ProtoOpts::NO_BODY | ProtoOpts::NO_UNKNOWN | ProtoOpts::NO_DATA;
-                cx.requested_opts |= opts & unwanted;
+                // CONNECT never refuses and headers are only read: where
+                // the MTA allows it, it need not wait for a reply to them
+                // (Postfix then sends all headers in one write).
+                let noreply = opts & (ProtoOpts::NOREPLY_CONNECT | ProtoOpts::NOREPLY_HEADER);
+                cx.requested_opts |= (opts & unwanted) | noreply;
+                cx.data = Some(Slot {
+                    noreply,
+                    session: None,
+                });
                 for (stage, names) in MACROS {
                     cx.requested_macros
                         .insert(stage, CString::new(names).expect("no NUL in macro names"));
@@ -80,7 +116,7 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
                 Status::Continue
             })
         })
-        .on_connect(move |cx: &mut Context<Session>, _hostname: CString, socket: SocketInfo| {
+        .on_connect(move |cx: &mut Context<Slot>, _hostname: CString, socket: SocketInfo| {
             let state = Arc::clone(&connect_state);
             Box::pin(async move {
                 let ip = match socket {
@@ -92,24 +128,26 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
                 let guard = state.session_opened();
                 let session = Session::new(id, state.current(), guard, ip, mta_host.as_deref());
                 session.span.in_scope(|| tracing::debug!("connect"));
-                cx.data = Some(session);
-                Status::Continue
+                put(&mut cx.data, Box::new(session));
+                cx.data
+                    .as_ref()
+                    .map_or(Status::Continue, |slot| slot.go_on(ProtoOpts::NOREPLY_CONNECT))
             })
         })
-        .on_helo(|cx: &mut Context<Session>, helo: CString| {
+        .on_helo(|cx: &mut Context<Slot>, helo: CString| {
             Box::pin(async move {
-                let Some(mut session) = cx.data.take() else {
+                let Some(mut session) = take(&mut cx.data) else {
                     return Status::Continue;
                 };
                 let span = session.span.clone();
                 let answer = session.helo(text(&helo)).instrument(span).await;
-                cx.data = Some(session);
+                put(&mut cx.data, session);
                 refuse(&mut cx.reply, answer)
             })
         })
-        .on_mail(|cx: &mut Context<Session>, args: Vec<CString>| {
+        .on_mail(|cx: &mut Context<Slot>, args: Vec<CString>| {
             Box::pin(async move {
-                let Some(mut session) = cx.data.take() else {
+                let Some(mut session) = take(&mut cx.data) else {
                     return Status::Continue;
                 };
                 let sender = args.first().map(|a| text(a)).unwrap_or_default();
@@ -121,13 +159,13 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
                     session.span.record("queue_id", id.as_str());
                     session.msg.queue_id = Some(id);
                 }
-                cx.data = Some(session);
+                put(&mut cx.data, session);
                 refuse(&mut cx.reply, answer)
             })
         })
-        .on_rcpt(|cx: &mut Context<Session>, args: Vec<CString>| {
+        .on_rcpt(|cx: &mut Context<Slot>, args: Vec<CString>| {
             Box::pin(async move {
-                let Some(mut session) = cx.data.take() else {
+                let Some(mut session) = take(&mut cx.data) else {
                     return Status::Continue;
                 };
                 let rcpt = args.first().map(|a| text(a)).unwrap_or_default();
@@ -135,21 +173,24 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
                     session.msg.queue_id = Some(id);
                 }
                 let answer = session.span.clone().in_scope(|| session.rcpt(rcpt));
-                cx.data = Some(session);
+                put(&mut cx.data, session);
                 refuse(&mut cx.reply, answer)
             })
         })
-        .on_header(|cx: &mut Context<Session>, name: CString, value: CString| {
+        .on_header(|cx: &mut Context<Slot>, name: CString, value: CString| {
             Box::pin(async move {
-                if let Some(session) = cx.data.as_mut() {
+                let Some(slot) = cx.data.as_mut() else {
+                    return Status::Continue;
+                };
+                if let Some(session) = slot.session.as_mut() {
                     session.header(&text(&name), &text(&value));
                 }
-                Status::Continue
+                slot.go_on(ProtoOpts::NOREPLY_HEADER)
             })
         })
-        .on_eom(|cx: &mut EomContext<Session>| {
+        .on_eom(|cx: &mut EomContext<Slot>| {
             Box::pin(async move {
-                let Some(mut session) = cx.data.take() else {
+                let Some(mut session) = take(&mut cx.data) else {
                     return Status::Continue;
                 };
                 if let Some(id) = macro_text(&cx.macros, "i") {
@@ -180,13 +221,13 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
                 .instrument(span)
                 .await;
                 session.msg = Default::default();
-                cx.data = Some(session);
+                put(&mut cx.data, session);
                 Status::Continue
             })
         })
-        .on_abort(|cx: &mut Context<Session>| {
+        .on_abort(|cx: &mut Context<Slot>| {
             Box::pin(async move {
-                if let Some(session) = cx.data.as_mut() {
+                if let Some(session) = cx.data.as_mut().and_then(|s| s.session.as_mut()) {
                     let span = session.span.clone();
                     span.in_scope(|| session.finish_message("aborted"));
                     session.msg = Default::default();
@@ -194,9 +235,9 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Session> {
                 Status::Continue
             })
         })
-        .on_close(|cx: &mut Context<Session>| {
+        .on_close(|cx: &mut Context<Slot>| {
             Box::pin(async move {
-                if let Some(mut session) = cx.data.take() {
+                if let Some(mut session) = take(&mut cx.data) {
                     let span = session.span.clone();
                     span.in_scope(|| {
                         session.close();

@@ -168,7 +168,12 @@ impl Running {
             .connect(format!("[{ip}]"), (ip, 40_000))
             .await
             .expect("the milter answers CONNECT");
-        assert_eq!(status, Status::Continue, "CONNECT from {ip}");
+        // CONNECT never refuses; where the MTA offers it, it is told no
+        // reply is needed (Noreply), which means the same.
+        assert!(
+            matches!(status, Status::Continue | Status::Noreply),
+            "CONNECT from {ip}: {status:?}"
+        );
         conn
     }
 
