@@ -62,6 +62,26 @@ pub struct TestCase {
     pub explanation: Option<String>,
 }
 
+impl TestCase {
+    /// Judges an engine's answer by the suite driver's conventions: where
+    /// `result` is a list any value passes; `explanation: DEFAULT` means
+    /// the engine's own default text (`from_domain` false); any other
+    /// explanation must be the domain's, compared without regard to ASCII
+    /// case (the suite writes IPv6 nibbles in upper case in v-macro-ip6,
+    /// RFC 7208 §7.4 in lower case). `Err` says how the answer differs.
+    pub fn judge(&self, result: &str, explanation: Option<(&str, bool)>) -> Result<(), String> {
+        if !self.result.iter().any(|r| r == result) {
+            return Err(format!("result {result} (expected {:?})", self.result));
+        }
+        match (self.explanation.as_deref(), explanation) {
+            (None, _) => Ok(()),
+            (Some("DEFAULT"), Some((_, false))) => Ok(()),
+            (Some(want), Some((got, true))) if want.eq_ignore_ascii_case(got) => Ok(()),
+            (Some(want), got) => Err(format!("explanation {got:?}, expected {want:?}")),
+        }
+    }
+}
+
 /// Why a suite file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
