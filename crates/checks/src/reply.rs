@@ -98,14 +98,21 @@ pub(crate) fn spf_text(out: &SpfOutput, helo_identity: bool, policy_named: bool)
             }
         }
         result => {
+            // A softfail refused by policy reads "SPF fail" like a fail:
+            // the check failed; the parenthesis names the mechanism and
+            // the policy that made it a refusal.
+            let verdict = match result {
+                SpfResult::SoftFail => SpfResult::Fail,
+                other => other,
+            };
             let mut text = if helo_identity {
                 format!(
-                    "SPF {result} for HELO {domain}: {ip} not permitted{}",
+                    "SPF {verdict} for HELO {domain}: {ip} not permitted{}",
                     under(matched)
                 )
-            } else if matches!(result, SpfResult::Fail | SpfResult::SoftFail) {
+            } else if verdict == SpfResult::Fail {
                 format!(
-                    "SPF {result}: {ip} is not allowed to send mail as {domain}{}",
+                    "SPF fail: {ip} is not allowed to send mail as {domain}{}",
                     under(matched)
                 )
             } else {

@@ -216,6 +216,29 @@ async fn softfail_under_a_reject_policy_names_the_policy() {
         .await;
     assert_eq!(
         report.reply.unwrap().to_string(),
-        "550 5.7.23 SPF softfail for HELO soft.example.com: 192.0.2.7 not permitted (matched \"~all\" under HELO policy softfail=reject)"
+        "550 5.7.23 SPF fail for HELO soft.example.com: 192.0.2.7 not permitted (matched \"~all\" under HELO policy softfail=reject)"
+    );
+}
+
+#[tokio::test]
+async fn mailfrom_softfail_under_a_reject_policy_reads_as_the_design_says() {
+    let mut settings = untrusted();
+    settings
+        .policy
+        .set(Stage::SpfMailfrom, "softfail", Action::Reject)
+        .unwrap();
+    let (_dns, checker) = setup(settings, 300).await;
+    let report = checker
+        .spf_mailfrom(
+            "192.0.2.7".parse().unwrap(),
+            "mx.example.com",
+            "a@soft.example.com",
+            None,
+        )
+        .await;
+    assert_eq!(report.outcome, Outcome::SoftFail);
+    assert_eq!(
+        report.reply.unwrap().to_string(),
+        "550 5.7.23 SPF fail: 192.0.2.7 is not allowed to send mail as soft.example.com (matched \"~all\" under policy softfail=reject)"
     );
 }
