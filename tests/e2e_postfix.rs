@@ -34,6 +34,10 @@ relay.example.net:
   - PTR: relay.example.net
 slow.example.com:
   - TIMEOUT
+percent.example.com:
+  - TXT: "v=spf1 ip4:192.0.2.7 -all exp=why.percent.example.com"
+why.percent.example.com:
+  - TXT: "only 100%% of our mail comes from %{d}'s servers"
 "#;
 
 /// The authserv-id: tollgate's default is the MTA's `j` macro, which
@@ -544,4 +548,23 @@ fn postfix_answers_451_4_7_1_when_tollgate_hangs_past_milter_command_timeout() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[test]
+fn percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign() {
+    let Some(w) = world("pf-percent", "") else {
+        return;
+    };
+    let mut smtp = w.postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.9", Some("relay.example.net"), "relay.example.net");
+    smtp.mail("forger@percent.example.com");
+    let rcpt = smtp.rcpt("bob@example.org");
+    assert_eq!(
+        rcpt.first(),
+        r#"550 5.7.23 SPF fail: 192.0.2.9 is not allowed to send mail as percent.example.com (matched "-all"); percent.example.com says: "only 100% of our mail comes from percent.example.com's servers""#,
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
 }

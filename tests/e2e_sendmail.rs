@@ -32,6 +32,10 @@ fail.example.com:
   - TXT: "v=spf1 ip4:192.0.2.0/24 -all"
 slow.example.com:
   - TIMEOUT
+percent.example.com:
+  - TXT: "v=spf1 ip4:192.0.2.0/24 -all exp=why.percent.example.com"
+why.percent.example.com:
+  - TXT: "only 100%% of our mail comes from %{d}'s servers"
 "#;
 
 /// tollgate's authserv-id defaults to the MTA's `j` macro: Sendmail's $j.
@@ -385,6 +389,24 @@ fn sendmail_tempfails_with_4_3_2_when_no_milter_listens_and_f_t_is_set() {
     assert_eq!(
         mail.first(),
         "451 4.3.2 Please try again later",
+        "{}",
+        smtp.show()
+    );
+    smtp.quit();
+}
+
+#[test]
+fn percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign() {
+    let Some(w) = world("sm-percent") else {
+        return;
+    };
+    let mut smtp = w.sendmail.connect();
+    smtp.ehlo("mail.example.net");
+    smtp.mail("forger@percent.example.com");
+    let rcpt = smtp.rcpt("bob@example.org");
+    assert_eq!(
+        rcpt.first(),
+        r#"550 5.7.23 <bob@example.org>... SPF fail: 127.0.0.1 is not allowed to send mail as percent.example.com (matched "-all"); percent.example.com says: "only 100% of our mail comes from percent.example.com's servers""#,
         "{}",
         smtp.show()
     );
