@@ -66,7 +66,10 @@ pub(crate) async fn check<L: Lookup>(lookup: &L, ip: IpAddr) -> Finding {
         Err(e) => {
             return Finding {
                 outcome: Outcome::TempError,
-                detail: format!("reverse DNS of {ip} could not be checked: {e} looking up PTR"),
+                detail: format!(
+                    "reverse DNS of {ip} could not be checked: {} looking up PTR",
+                    e.summary()
+                ),
                 info: FcrdnsInfo::new(ip),
                 queries,
             };
@@ -113,7 +116,10 @@ pub(crate) async fn check<L: Lookup>(lookup: &L, ip: IpAddr) -> Finding {
     if let Some((name, e)) = temporary {
         return Finding {
             outcome: Outcome::TempError,
-            detail: format!("reverse DNS of {ip} could not be checked: {e} looking up {name}"),
+            detail: format!(
+                "reverse DNS of {ip} could not be checked: {} looking up {name}",
+                e.summary()
+            ),
             info,
             queries,
         };

@@ -232,7 +232,7 @@ pub(crate) async fn dns<L: Lookup>(lookup: &L, helo: &str, client: IpAddr) -> Dn
 fn temperror(name: &str, e: &LookupError, queries: u32) -> DnsFinding {
     DnsFinding {
         outcome: Outcome::TempError,
-        detail: format!("HELO {name} could not be resolved: {e}"),
+        detail: format!("HELO {name} could not be resolved: {}", e.summary()),
         queries,
     }
 }

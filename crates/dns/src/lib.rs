@@ -65,6 +65,18 @@ impl LookupError {
     pub fn is_temporary(&self) -> bool {
         !self.is_void()
     }
+
+    /// The failure in words for replies and reports ("DNS timeout",
+    /// "DNS server answered SERVFAIL", "no such domain", …).
+    pub fn summary(&self) -> String {
+        match self {
+            LookupError::NxDomain => "no such domain".to_owned(),
+            LookupError::NoData => "no records".to_owned(),
+            LookupError::Timeout => "DNS timeout".to_owned(),
+            LookupError::ServerFailure(rcode) => format!("DNS server answered {rcode}"),
+            LookupError::Other(why) => format!("DNS error: {why}"),
+        }
+    }
 }
 
 /// The result of one lookup.

@@ -46,16 +46,8 @@ impl Verdict {
         Verdict::error(
             SpfResult::TempError,
             domain,
-            format!("{} looking up {qtype} for {name}", describe_temporary(err)),
+            format!("{} looking up {qtype} for {name}", err.summary()),
         )
-    }
-}
-
-fn describe_temporary(err: &LookupError) -> String {
-    match err {
-        LookupError::Timeout => "DNS timeout".to_owned(),
-        LookupError::ServerFailure(rcode) => format!("DNS server answered {rcode}"),
-        other => other.to_string(),
     }
 }
 
