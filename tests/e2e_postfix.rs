@@ -11,7 +11,7 @@
 mod e2e;
 
 use e2e::postfix::{self, Postfix};
-use e2e::{Dns, TempDir, Tollgate};
+use e2e::{Dns, TempDir, Tollgate, message};
 
 /// The DNS world of these tests. Clients:
 /// - 192.0.2.7 = mx.example.com (FCrDNS pass), allowed by example.com's SPF;
@@ -75,18 +75,6 @@ fn world(label: &str, extra: &str) -> Option<World> {
         _dns: dns,
         _dir: dir,
     })
-}
-
-/// A message with a unique marker in its Subject.
-fn message(marker: &str, extra_headers: &str) -> String {
-    format!(
-        "{extra_headers}From: Alice <alice@example.com>\n\
-         To: Bob <bob@example.org>\n\
-         Subject: {marker}\n\
-         Message-ID: <{marker}@example.com>\n\
-         \n\
-         Hello from {marker}.\n"
-    )
 }
 
 #[test]

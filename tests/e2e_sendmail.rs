@@ -15,7 +15,7 @@
 mod e2e;
 
 use e2e::sendmail::{self, Sendmail};
-use e2e::{Dns, TempDir, Tollgate};
+use e2e::{Dns, TempDir, Tollgate, message};
 
 /// The DNS world: 127.0.0.1 sends as HELO mail.example.net (which resolves
 /// to it, and whose SPF allows it); example.com's SPF allows 127.0.0.1,
@@ -73,17 +73,6 @@ fn world(label: &str) -> Option<World> {
         _dns: dns,
         _dir: dir,
     })
-}
-
-fn message(marker: &str, extra_headers: &str) -> String {
-    format!(
-        "{extra_headers}From: Alice <alice@example.com>\n\
-         To: Bob <bob@example.org>\n\
-         Subject: {marker}\n\
-         Message-ID: <{marker}@example.com>\n\
-         \n\
-         Hello from {marker}.\n"
-    )
 }
 
 #[test]

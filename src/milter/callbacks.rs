@@ -211,12 +211,13 @@ pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Slot> {
                         }
                     }
                     // Insert bottom-most first, so the first ends on top.
-                    for (name, value) in session.headers().iter().rev() {
+                    let eval = session.evaluation();
+                    for (name, value) in session.headers(&eval).iter().rev() {
                         if let Err(e) = cx.actions.insert_header(0, *name, fold(name, value)).await {
                             tracing::warn!(error = %e, header = name, "cannot add header");
                         }
                     }
-                    session.finish_message("delivered");
+                    session.log_message("delivered", &eval);
                 }
                 .instrument(span)
                 .await;

@@ -317,12 +317,12 @@ impl Session {
         }
     }
 
-    /// The headers to insert at the top, in final top-to-bottom order.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    /// The headers to insert at the top for `eval` (this message's
+    /// evaluation), in final top-to-bottom order.
+    pub fn headers(&self, eval: &Evaluation) -> Vec<(&'static str, String)> {
         let config = &self.shared.config;
-        let eval = self.evaluation();
         tollgate_checks::headers::message_headers(
-            &eval,
+            eval,
             self.msg.sender.as_deref().unwrap_or(""),
             &self.conn.authserv_id,
             &config.checks.receiver,
@@ -333,10 +333,18 @@ impl Session {
 
     /// Writes the one info line of a message, once.
     pub fn finish_message(&mut self, outcome: &str) {
+        if self.msg.open {
+            let eval = self.evaluation();
+            self.log_message(outcome, &eval);
+        }
+    }
+
+    /// Writes the one info line of a message for an evaluation already
+    /// made (end of message builds it once for headers and log), once.
+    pub fn log_message(&mut self, outcome: &str, eval: &Evaluation) {
         if !std::mem::take(&mut self.msg.open) {
             return;
         }
-        let eval = self.evaluation();
         let verdict = eval.verdict();
         let mut stages = String::new();
         for r in &eval.stages {

@@ -582,3 +582,16 @@ pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
+
+/// A message with a unique marker in its Subject (and `extra_headers`,
+/// each ending in a newline, on top).
+pub fn message(marker: &str, extra_headers: &str) -> String {
+    format!(
+        "{extra_headers}From: Alice <alice@example.com>\n\
+         To: Bob <bob@example.org>\n\
+         Subject: {marker}\n\
+         Message-ID: <{marker}@example.com>\n\
+         \n\
+         Hello from {marker}.\n"
+    )
+}

@@ -108,38 +108,30 @@ pub trait Lookup: Send + Sync {
     fn lookup_ptr(&self, ip: IpAddr) -> impl Future<Output = LookupResult<Vec<String>>> + Send;
 }
 
-impl<L: Lookup + ?Sized> Lookup for &L {
-    fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
-        (**self).lookup_a(name)
-    }
-    fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
-        (**self).lookup_aaaa(name)
-    }
-    fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send {
-        (**self).lookup_mx(name)
-    }
-    fn lookup_txt(&self, name: &str) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
-        (**self).lookup_txt(name)
-    }
-    fn lookup_ptr(&self, ip: IpAddr) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
-        (**self).lookup_ptr(ip)
-    }
+/// `Lookup` for pointers to a `Lookup`: `&L` and `Arc<L>` forward every call.
+macro_rules! forward_lookup {
+    ($($ptr:ty),*) => {$(
+        impl<L: Lookup + ?Sized> Lookup for $ptr {
+            fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
+                (**self).lookup_a(name)
+            }
+            fn lookup_aaaa(
+                &self,
+                name: &str,
+            ) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
+                (**self).lookup_aaaa(name)
+            }
+            fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send {
+                (**self).lookup_mx(name)
+            }
+            fn lookup_txt(&self, name: &str) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
+                (**self).lookup_txt(name)
+            }
+            fn lookup_ptr(&self, ip: IpAddr) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
+                (**self).lookup_ptr(ip)
+            }
+        }
+    )*};
 }
 
-impl<L: Lookup + ?Sized> Lookup for std::sync::Arc<L> {
-    fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
-        (**self).lookup_a(name)
-    }
-    fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
-        (**self).lookup_aaaa(name)
-    }
-    fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send {
-        (**self).lookup_mx(name)
-    }
-    fn lookup_txt(&self, name: &str) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
-        (**self).lookup_txt(name)
-    }
-    fn lookup_ptr(&self, ip: IpAddr) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
-        (**self).lookup_ptr(ip)
-    }
-}
+forward_lookup!(&L, std::sync::Arc<L>);
