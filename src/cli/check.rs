@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -117,7 +118,11 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
         trace: true,
         ..Options::default()
     };
-    let checker = Checker::with_spf_options(lookup, config.checks.clone(), options);
+    let checker = Arc::new(Checker::with_spf_options(
+        lookup,
+        config.checks.clone(),
+        options,
+    ));
     let client = Client {
         ip: args.ip,
         helo: args.helo.clone(),
@@ -126,10 +131,7 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
     };
     let evaluation = checker.run(&client, Mode::All).await;
     let verdict = evaluation.verdict();
-    let authserv_id = config
-        .authserv_id
-        .clone()
-        .unwrap_or_else(|| config.checks.receiver.clone());
+    let authserv_id = config.authserv_id_for(None);
     let headers = headers::message_headers(
         &evaluation,
         args.sender.as_deref().unwrap_or(""),

@@ -214,6 +214,15 @@ impl Config {
         Validator { file, text }.validate(raw, path)
     }
 
+    /// The authserv-id of our `Authentication-Results`: `authserv_id`,
+    /// else the MTA's host name (macro `j`), else `hostname`.
+    pub fn authserv_id_for(&self, mta_host: Option<&str>) -> String {
+        self.authserv_id
+            .clone()
+            .or_else(|| mta_host.filter(|h| !h.is_empty()).map(str::to_owned))
+            .unwrap_or_else(|| self.checks.receiver.clone())
+    }
+
     /// The built-in defaults (what an empty file gives).
     pub fn defaults() -> Config {
         Config::parse("", Path::new("(defaults)")).expect("the defaults are valid")
@@ -338,7 +347,7 @@ impl Validator<'_> {
         let time_budget = self.duration(
             "dns.time_budget",
             raw.dns.time_budget.as_ref(),
-            Duration::from_secs(8),
+            tollgate_checks::DEFAULT_TIME_BUDGET,
         )?;
         let shutdown_timeout = self.duration(
             "shutdown_timeout",

@@ -1,9 +1,15 @@
-//! The indymilter callbacks: each takes the [`Session`] out of the
-//! context, runs the session's step inside the connection span, and puts
-//! it back. Stages run at the callbacks design.md names: skip lists and
-//! the FCrDNS lookups at CONNECT; helo-syntax, the fcrdns verdict,
-//! helo-dns and spf-helo at HELO; spf-mailfrom at MAIL; the reply at RCPT
-//! (or as early as possible); headers at end of message.
+//! The indymilter callbacks: a short table of registrations, each calling
+//! one named handler that takes the [`Session`] out of the context, runs
+//! the session's step inside the connection span, and puts it back. The
+//! stages run where the shared design (`design.md`, "Stages, cheapest
+//! first") puts them: skip lists and the FCrDNS lookup at CONNECT;
+//! helo-syntax, the fcrdns verdict, helo-dns and spf-helo at HELO;
+//! spf-mailfrom at MAIL; the reply at RCPT (or as early as possible);
+//! headers at end of message.
+//!
+//! A callback that finds no session (the MTA skipped CONNECT, or the
+//! protocol went wrong) answers tempfail: failing open would let
+//! unchecked mail through.
 
 use std::ffi::{CStr, CString};
 use std::net::IpAddr;
@@ -17,8 +23,8 @@ use indymilter::{
 use tracing::Instrument;
 
 use super::State;
-use super::fields::{fold, reply_text};
-use super::session::{Answer, Session};
+use super::fields::reply_text;
+use super::session::{Answer, HeaderEdit, Session};
 
 /// The macros tollgate asks the MTA for, per stage.
 /// Postfix assigns the queue id (`i`) only once the queue file is open,
@@ -85,7 +91,16 @@ impl Slot {
 }
 
 fn take(data: &mut Option<Slot>) -> Option<Box<Session>> {
-    data.as_mut().and_then(|slot| slot.session.take())
+    let session = data.as_mut().and_then(|slot| slot.session.take());
+    if session.is_none() {
+        tracing::warn!("milter command without a session (no CONNECT seen); answering tempfail");
+    }
+    session
+}
+
+/// The queue id (`i`), from whichever macros the MTA sent with this command.
+fn queue_id(macros: &indymilter::Macros) -> Option<String> {
+    macro_text(macros, "i")
 }
 
 fn put(data: &mut Option<Slot>, session: Box<Session>) {
@@ -94,158 +109,156 @@ fn put(data: &mut Option<Slot>, session: Box<Session>) {
 
 /// The callbacks over the shared state.
 pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Slot> {
-    let connect_state = state;
     Callbacks::new()
-        .on_negotiate(|cx: &mut NegotiateContext<Slot>, actions, opts| {
-            Box::pin(async move {
-                cx.requested_actions = actions & (Actions::ADD_HEADER | Actions::CHANGE_HEADER);
-                let unwanted = ProtoOpts::NO_BODY | ProtoOpts::NO_UNKNOWN | ProtoOpts::NO_DATA;
-                // CONNECT never refuses and headers are only read: where
-                // the MTA allows it, it need not wait for a reply to them
-                // (Postfix then sends all headers in one write).
-                let noreply = opts & (ProtoOpts::NOREPLY_CONNECT | ProtoOpts::NOREPLY_HEADER);
-                cx.requested_opts |= (opts & unwanted) | noreply;
-                cx.data = Some(Slot {
-                    noreply,
-                    session: None,
-                });
-                for (stage, names) in MACROS {
-                    cx.requested_macros
-                        .insert(stage, CString::new(names).expect("no NUL in macro names"));
+        .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
+        .on_connect(move |cx, _hostname, socket| Box::pin(connect(Arc::clone(&state), cx, socket)))
+        .on_helo(|cx, helo| Box::pin(helo_cb(cx, helo)))
+        .on_mail(|cx, args| Box::pin(mail(cx, args)))
+        .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
+        .on_header(|cx, name, value| Box::pin(header(cx, name, value)))
+        .on_eom(|cx| Box::pin(eom(cx)))
+        .on_abort(|cx| Box::pin(abort(cx)))
+        .on_close(|cx| Box::pin(close(cx)))
+}
+
+/// Option negotiation: the actions and protocol steps tollgate needs, and
+/// the macros it asks for.
+async fn negotiate(cx: &mut NegotiateContext<Slot>, actions: Actions, opts: ProtoOpts) -> Status {
+    cx.requested_actions = actions & (Actions::ADD_HEADER | Actions::CHANGE_HEADER);
+    let unwanted = ProtoOpts::NO_BODY | ProtoOpts::NO_UNKNOWN | ProtoOpts::NO_DATA;
+    // CONNECT never refuses and headers are only read: where the MTA
+    // allows it, it need not wait for a reply to them (Postfix then sends
+    // all headers in one write).
+    let noreply = opts & (ProtoOpts::NOREPLY_CONNECT | ProtoOpts::NOREPLY_HEADER);
+    cx.requested_opts |= (opts & unwanted) | noreply;
+    cx.data = Some(Slot {
+        noreply,
+        session: None,
+    });
+    for (stage, names) in MACROS {
+        cx.requested_macros
+            .insert(stage, CString::new(names).expect("no NUL in macro names"));
+    }
+    Status::Continue
+}
+
+/// CONNECT: a new session; its skip and FCrDNS lookup start.
+async fn connect(state: Arc<State>, cx: &mut Context<Slot>, socket: SocketInfo) -> Status {
+    let ip = match socket {
+        SocketInfo::Inet(addr) => Some(addr.ip()),
+        _ => macro_text(&cx.macros, "{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
+    };
+    let mta_host = macro_text(&cx.macros, "j");
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let guard = state.session_opened();
+    let session = Session::new(id, state.current(), guard, ip, mta_host.as_deref());
+    session.span.in_scope(|| tracing::debug!("connect"));
+    put(&mut cx.data, Box::new(session));
+    cx.data.as_ref().map_or(Status::Continue, |slot| {
+        slot.go_on(ProtoOpts::NOREPLY_CONNECT)
+    })
+}
+
+/// HELO/EHLO.
+async fn helo_cb(cx: &mut Context<Slot>, helo: CString) -> Status {
+    let Some(mut session) = take(&mut cx.data) else {
+        return Status::Tempfail;
+    };
+    let span = session.span.clone();
+    let answer = session.helo(text(&helo)).instrument(span).await;
+    put(&mut cx.data, session);
+    refuse(&mut cx.reply, answer)
+}
+
+/// MAIL FROM.
+async fn mail(cx: &mut Context<Slot>, args: Vec<CString>) -> Status {
+    let Some(mut session) = take(&mut cx.data) else {
+        return Status::Tempfail;
+    };
+    let sender = args.first().map(|a| text(a)).unwrap_or_default();
+    let auth = macro_text(&cx.macros, "{auth_authen}");
+    let span = session.span.clone();
+    let answer = session
+        .mail(&sender, auth.as_deref())
+        .instrument(span)
+        .await;
+    session.queue_id(queue_id(&cx.macros));
+    put(&mut cx.data, session);
+    refuse(&mut cx.reply, answer)
+}
+
+/// RCPT TO.
+async fn rcpt(cx: &mut Context<Slot>, args: Vec<CString>) -> Status {
+    let Some(mut session) = take(&mut cx.data) else {
+        return Status::Tempfail;
+    };
+    let rcpt = args.first().map(|a| text(a)).unwrap_or_default();
+    session.queue_id(queue_id(&cx.macros));
+    let answer = session.span.clone().in_scope(|| session.rcpt(rcpt));
+    put(&mut cx.data, session);
+    refuse(&mut cx.reply, answer)
+}
+
+/// A header: remembered when it is a forged `Authentication-Results`.
+async fn header(cx: &mut Context<Slot>, name: CString, value: CString) -> Status {
+    let Some(slot) = cx.data.as_mut() else {
+        return Status::Tempfail;
+    };
+    let Some(session) = slot.session.as_mut() else {
+        return Status::Tempfail;
+    };
+    session.queue_id(queue_id(&cx.macros));
+    session.header(&text(&name), &text(&value));
+    slot.go_on(ProtoOpts::NOREPLY_HEADER)
+}
+
+/// End of message: the session's header edits, applied.
+async fn eom(cx: &mut EomContext<Slot>) -> Status {
+    let Some(mut session) = take(&mut cx.data) else {
+        return Status::Tempfail;
+    };
+    session.queue_id(queue_id(&cx.macros));
+    let span = session.span.clone();
+    async {
+        for edit in session.end_of_message().await {
+            let result = match &edit {
+                HeaderEdit::RemoveAuthenticationResults(index) => {
+                    cx.actions
+                        .change_header("Authentication-Results", *index, None::<CString>)
+                        .await
                 }
-                Status::Continue
-            })
-        })
-        .on_connect(move |cx: &mut Context<Slot>, _hostname: CString, socket: SocketInfo| {
-            let state = Arc::clone(&connect_state);
-            Box::pin(async move {
-                let ip = match socket {
-                    SocketInfo::Inet(addr) => Some(addr.ip()),
-                    _ => macro_text(&cx.macros, "{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
-                };
-                let mta_host = macro_text(&cx.macros, "j");
-                let id = state.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-                let guard = state.session_opened();
-                let session = Session::new(id, state.current(), guard, ip, mta_host.as_deref());
-                session.span.in_scope(|| tracing::debug!("connect"));
-                put(&mut cx.data, Box::new(session));
-                cx.data
-                    .as_ref()
-                    .map_or(Status::Continue, |slot| slot.go_on(ProtoOpts::NOREPLY_CONNECT))
-            })
-        })
-        .on_helo(|cx: &mut Context<Slot>, helo: CString| {
-            Box::pin(async move {
-                let Some(mut session) = take(&mut cx.data) else {
-                    return Status::Continue;
-                };
-                let span = session.span.clone();
-                let answer = session.helo(text(&helo)).instrument(span).await;
-                put(&mut cx.data, session);
-                refuse(&mut cx.reply, answer)
-            })
-        })
-        .on_mail(|cx: &mut Context<Slot>, args: Vec<CString>| {
-            Box::pin(async move {
-                let Some(mut session) = take(&mut cx.data) else {
-                    return Status::Continue;
-                };
-                let sender = args.first().map(|a| text(a)).unwrap_or_default();
-                let sender = sender.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
-                let auth = macro_text(&cx.macros, "{auth_authen}");
-                let span = session.span.clone();
-                let answer = session.mail(sender, auth).instrument(span).await;
-                if let Some(id) = macro_text(&cx.macros, "i") {
-                    session.span.record("queue_id", id.as_str());
-                    session.msg.queue_id = Some(id);
+                HeaderEdit::InsertOnTop(name, value) => {
+                    cx.actions.insert_header(0, *name, value.as_str()).await
                 }
-                put(&mut cx.data, session);
-                refuse(&mut cx.reply, answer)
-            })
-        })
-        .on_rcpt(|cx: &mut Context<Slot>, args: Vec<CString>| {
-            Box::pin(async move {
-                let Some(mut session) = take(&mut cx.data) else {
-                    return Status::Continue;
-                };
-                let rcpt = args.first().map(|a| text(a)).unwrap_or_default();
-                if let Some(id) = macro_text(&cx.macros, "i") {
-                    session.msg.queue_id = Some(id);
-                }
-                let answer = session.span.clone().in_scope(|| session.rcpt(rcpt));
-                put(&mut cx.data, session);
-                refuse(&mut cx.reply, answer)
-            })
-        })
-        .on_header(|cx: &mut Context<Slot>, name: CString, value: CString| {
-            Box::pin(async move {
-                let Some(slot) = cx.data.as_mut() else {
-                    return Status::Continue;
-                };
-                if let Some(session) = slot.session.as_mut() {
-                    session.header(&text(&name), &text(&value));
-                }
-                slot.go_on(ProtoOpts::NOREPLY_HEADER)
-            })
-        })
-        .on_eom(|cx: &mut EomContext<Slot>| {
-            Box::pin(async move {
-                let Some(mut session) = take(&mut cx.data) else {
-                    return Status::Continue;
-                };
-                if let Some(id) = macro_text(&cx.macros, "i") {
-                    session.span.record("queue_id", id.as_str());
-                    session.msg.queue_id = Some(id);
-                }
-                let span = session.span.clone();
-                async {
-                    // Forged verdicts must not pass (RFC 8601 §5): delete
-                    // from the last to the first so indexes stay valid.
-                    for index in session.msg.forged_ar.iter().rev() {
-                        if let Err(e) = cx
-                            .actions
-                            .change_header("Authentication-Results", *index, None::<CString>)
-                            .await
-                        {
-                            tracing::warn!(error = %e, index, "cannot remove a forged Authentication-Results");
-                        }
-                    }
-                    // Insert bottom-most first, so the first ends on top.
-                    let eval = session.evaluation();
-                    for (name, value) in session.headers(&eval).iter().rev() {
-                        if let Err(e) = cx.actions.insert_header(0, *name, fold(name, value)).await {
-                            tracing::warn!(error = %e, header = name, "cannot add header");
-                        }
-                    }
-                    session.log_message("delivered", &eval);
-                }
-                .instrument(span)
-                .await;
-                session.msg = Default::default();
-                put(&mut cx.data, session);
-                Status::Continue
-            })
-        })
-        .on_abort(|cx: &mut Context<Slot>| {
-            Box::pin(async move {
-                if let Some(session) = cx.data.as_mut().and_then(|s| s.session.as_mut()) {
-                    let span = session.span.clone();
-                    span.in_scope(|| session.finish_message("aborted"));
-                    session.msg = Default::default();
-                }
-                Status::Continue
-            })
-        })
-        .on_close(|cx: &mut Context<Slot>| {
-            Box::pin(async move {
-                if let Some(mut session) = take(&mut cx.data) {
-                    let span = session.span.clone();
-                    span.in_scope(|| {
-                        session.close();
-                        tracing::debug!("close");
-                    });
-                }
-                Status::Continue
-            })
-        })
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, edit = ?edit, "cannot edit the message header");
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    put(&mut cx.data, session);
+    Status::Continue
+}
+
+/// RSET or an aborted transaction: the message line, and a new message.
+async fn abort(cx: &mut Context<Slot>) -> Status {
+    if let Some(session) = cx.data.as_mut().and_then(|s| s.session.as_mut()) {
+        let span = session.span.clone();
+        span.in_scope(|| session.abort());
+    }
+    Status::Continue
+}
+
+/// The connection closes.
+async fn close(cx: &mut Context<Slot>) -> Status {
+    if let Some(mut session) = cx.data.as_mut().and_then(|s| s.session.take()) {
+        let span = session.span.clone();
+        span.in_scope(|| {
+            session.close();
+            tracing::debug!("close");
+        });
+    }
+    Status::Continue
 }

@@ -3,13 +3,14 @@
 //! [`Milter::bind`] opens the socket; [`Milter::run`] serves until the
 //! shutdown future completes, then stops accepting, gives live sessions
 //! up to `shutdown_timeout` to finish, and returns. [`MilterHandle`]
-//! reloads the configuration (SIGHUP in `main`): a new file that fails
+//! reloads the configuration (SIGHUP in `tollgate serve`, src/cli/serve.rs): a new file that fails
 //! validation is logged and the old configuration keeps serving; live
 //! sessions keep the snapshot they started with.
 
 mod callbacks;
 mod fields;
 mod listener;
+mod logline;
 mod session;
 
 use std::future::Future;
@@ -46,7 +47,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: Config,
-    pub checker: Checker<HickoryLookup>,
+    pub checker: Arc<Checker<HickoryLookup>>,
 }
 
 impl Shared {
@@ -56,7 +57,7 @@ impl Shared {
             Some(old) if old.config.dns == config.dns => old.checker.lookup().clone(),
             _ => resolver(&config.dns)?,
         };
-        let checker = Checker::new(lookup, config.checks.clone());
+        let checker = Arc::new(Checker::new(lookup, config.checks.clone()));
         Ok(Shared { config, checker })
     }
 }

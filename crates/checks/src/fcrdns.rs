@@ -7,10 +7,9 @@ use std::net::IpAddr;
 
 use tollgate_dns::{Lookup, LookupError};
 
-use crate::Outcome;
 use crate::generic::generic_reason;
 use crate::helo::addresses;
-use crate::skip::canonical;
+use crate::{Outcome, canonical};
 
 /// How many names of a PTR answer are tried.
 pub const MAX_PTR_NAMES: usize = 10;
@@ -45,87 +44,111 @@ pub(crate) struct Finding {
     pub outcome: Outcome,
     pub detail: String,
     pub info: FcrdnsInfo,
-    pub queries: u32,
 }
 
-/// Runs the fcrdns check for `ip`.
+/// Runs the fcrdns check for `ip`: the PTR lookup, the confirmation of
+/// its names, and the description of what was found.
 pub(crate) async fn check<L: Lookup>(lookup: &L, ip: IpAddr) -> Finding {
     let ip = canonical(ip);
-    let mut queries = 1;
+    let mut info = FcrdnsInfo::new(ip);
     let names = match lookup.lookup_ptr(ip).await {
         Ok(names) => names,
+        // RFC 8601 §3: no PTR data is a permerror of iprev.
         Err(e) if e.is_void() => {
-            // RFC 8601 §3: no PTR data is a permerror of iprev.
+            let detail = format!("reverse DNS of {ip} does not confirm: no PTR record");
             return Finding {
                 outcome: Outcome::PermError,
-                detail: format!("reverse DNS of {ip} does not confirm: no PTR record"),
-                info: FcrdnsInfo::new(ip),
-                queries,
+                detail,
+                info,
             };
         }
         Err(e) => {
+            let detail = format!(
+                "reverse DNS of {ip} could not be checked: {} looking up PTR",
+                e.summary()
+            );
             return Finding {
                 outcome: Outcome::TempError,
-                detail: format!(
-                    "reverse DNS of {ip} could not be checked: {} looking up PTR",
-                    e.summary()
-                ),
-                info: FcrdnsInfo::new(ip),
-                queries,
+                detail,
+                info,
             };
         }
     };
-    let mut info = FcrdnsInfo {
-        ptr_names: names.clone(),
-        ..FcrdnsInfo::new(ip)
+    let confirmation = confirm(lookup, ip, &names).await;
+    info.ptr_names = names;
+    describe(ip, info, confirmation)
+}
+
+/// What the forward lookups of the PTR names showed.
+#[derive(Debug)]
+struct Confirmation {
+    /// The first name that resolves back to the client.
+    confirmed: Option<String>,
+    /// The first name whose lookup failed temporarily.
+    temporary: Option<(String, LookupError)>,
+    /// The first name that did not resolve back, and what it resolved to.
+    first_miss: Option<(String, Result<Vec<IpAddr>, LookupError>)>,
+}
+
+/// Looks up at most [`MAX_PTR_NAMES`] names until one resolves back to `ip`.
+async fn confirm<L: Lookup>(lookup: &L, ip: IpAddr, names: &[String]) -> Confirmation {
+    let mut found = Confirmation {
+        confirmed: None,
+        temporary: None,
+        first_miss: None,
     };
-    let mut temporary: Option<(String, LookupError)> = None;
-    // For the detail of a failure: what the first name resolved to.
-    let mut first_miss: Option<(String, Result<Vec<IpAddr>, LookupError>)> = None;
     for name in names.iter().take(MAX_PTR_NAMES) {
-        queries += 1;
         let answer = addresses(lookup, name, ip.is_ipv4()).await;
         match &answer {
             Ok(addrs) if addrs.contains(&ip) => {
-                info.generic = generic_reason(name, ip);
-                info.confirmed = Some(name.clone());
-                let note = info
-                    .generic
-                    .as_ref()
-                    .map(|g| format!(" ({g})"))
-                    .unwrap_or_default();
-                return Finding {
-                    outcome: Outcome::Pass,
-                    detail: format!("reverse DNS of {ip} is {name}, which resolves back{note}"),
-                    info,
-                    queries,
-                };
+                found.confirmed = Some(name.clone());
+                return found;
             }
-            Err(e) if e.is_temporary() && temporary.is_none() => {
-                temporary = Some((name.clone(), e.clone()));
+            Err(e) if e.is_temporary() && found.temporary.is_none() => {
+                found.temporary = Some((name.clone(), e.clone()));
             }
             _ => {}
         }
-        if first_miss.is_none() {
-            first_miss = Some((name.clone(), answer));
+        if found.first_miss.is_none() {
+            found.first_miss = Some((name.clone(), answer));
         }
     }
-    if let Some(first) = names.first() {
+    found
+}
+
+/// The finding, in words an administrator can act on.
+fn describe(ip: IpAddr, mut info: FcrdnsInfo, found: Confirmation) -> Finding {
+    if let Some(name) = found.confirmed {
+        info.generic = generic_reason(&name, ip);
+        let note = info
+            .generic
+            .as_ref()
+            .map(|g| format!(" ({g})"))
+            .unwrap_or_default();
+        let detail = format!("reverse DNS of {ip} is {name}, which resolves back{note}");
+        info.confirmed = Some(name);
+        return Finding {
+            outcome: Outcome::Pass,
+            detail,
+            info,
+        };
+    }
+    if let Some(first) = info.ptr_names.first() {
         info.generic = generic_reason(first, ip);
     }
-    if let Some((name, e)) = temporary {
+    if let Some((name, e)) = found.temporary {
+        let detail = format!(
+            "reverse DNS of {ip} could not be checked: {} looking up {name}",
+            e.summary()
+        );
         return Finding {
             outcome: Outcome::TempError,
-            detail: format!(
-                "reverse DNS of {ip} could not be checked: {} looking up {name}",
-                e.summary()
-            ),
+            detail,
             info,
-            queries,
         };
     }
     let family = if ip.is_ipv4() { "A" } else { "AAAA" };
-    let why = match first_miss {
+    let why = match found.first_miss {
         Some((name, Ok(addrs))) => {
             let shown: Vec<String> = addrs.iter().take(3).map(ToString::to_string).collect();
             format!("PTR {name} resolves to {}, not {ip}", shown.join(", "))
@@ -133,18 +156,16 @@ pub(crate) async fn check<L: Lookup>(lookup: &L, ip: IpAddr) -> Finding {
         Some((name, Err(_))) => format!("PTR {name} has no {family} record pointing back"),
         None => "the PTR answer names no host".to_owned(),
     };
-    let more = if names.len() > 1 {
-        format!(
-            " (nor do the other {} PTR names)",
-            names.len().min(MAX_PTR_NAMES) - 1
-        )
+    let others = info.ptr_names.len().min(MAX_PTR_NAMES).saturating_sub(1);
+    let more = if others > 0 {
+        format!(" (nor do the other {others} PTR names)")
     } else {
         String::new()
     };
+    let detail = format!("reverse DNS of {ip} does not confirm: {why}{more}");
     Finding {
         outcome: Outcome::Fail,
-        detail: format!("reverse DNS of {ip} does not confirm: {why}{more}"),
+        detail,
         info,
-        queries,
     }
 }

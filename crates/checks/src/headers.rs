@@ -25,18 +25,16 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
         }
         SpfResult::Neutral => format!("{ip} is neither permitted nor denied by {who}"),
         SpfResult::None => format!("{who} does not provide an SPF record"),
-        SpfResult::PermError => format!("error in processing during lookup of {}", out.sender),
+        SpfResult::PermError => format!("error in processing during lookup of {sender}"),
         SpfResult::TempError => {
-            format!(
-                "temporary error in processing during lookup of {}",
-                out.sender
-            )
+            format!("temporary error in processing during lookup of {sender}")
         }
     };
+    let receiver = bounded(receiver, 255);
     let mut value = format!(
         "{} ({}: {}) client-ip={ip};",
         out.result,
-        comment_text(receiver),
+        comment_text(&receiver),
         comment_text(&comment)
     );
     let bare_from = envelope_from
@@ -56,7 +54,7 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
     }
     value.push_str(&format!(
         " receiver={}; identity={};",
-        atom_or_quoted(receiver),
+        atom_or_quoted(&receiver),
         out.identity
     ));
     if let Some(mechanism) = &out.mechanism {
@@ -114,7 +112,7 @@ pub fn authentication_results(
                     part.push_str(&format!(" policy.iprev={}", pvalue(&info.ip.to_string())));
                 }
                 if let Some(name) = report.fcrdns.as_ref().and_then(|i| i.confirmed.as_ref()) {
-                    part.push_str(&format!(" ({})", comment_text(name)));
+                    part.push_str(&format!(" ({})", comment_text(&bounded(name, 255))));
                 }
                 parts.push(part);
             }
@@ -127,7 +125,10 @@ pub fn authentication_results(
         Some(SkipReason::Authenticated(user)) => {
             format!("{id}; auth=pass smtp.auth={}", pvalue(&bounded(user, 128)))
         }
-        Some(other) => format!("{id}; none ({})", comment_text(&other.to_string())),
+        Some(other) => format!(
+            "{id}; none ({})",
+            comment_text(&bounded(&other.to_string(), 300))
+        ),
         None if parts.is_empty() => format!("{id}; none"),
         None => format!("{id}; {}", parts.join("; ")),
     }

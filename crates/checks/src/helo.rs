@@ -10,16 +10,16 @@ use std::net::IpAddr;
 
 use tollgate_dns::{Lookup, LookupError};
 
-use crate::Outcome;
-use crate::skip::canonical;
+use crate::names::find_name;
+use crate::{Enhanced, Outcome, canonical};
 
 /// A finding of the helo-syntax stage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SyntaxFinding {
     pub outcome: Outcome,
     pub detail: String,
-    /// The RFC 3463 enhanced code a reject uses.
-    pub enhanced: &'static str,
+    /// The RFC 3463 enhanced code a refusal uses.
+    pub enhanced: Enhanced,
 }
 
 impl SyntaxFinding {
@@ -27,7 +27,7 @@ impl SyntaxFinding {
         SyntaxFinding {
             outcome: Outcome::Pass,
             detail,
-            enhanced: "",
+            enhanced: Enhanced::NOT_AUTHORIZED,
         }
     }
 
@@ -35,7 +35,7 @@ impl SyntaxFinding {
         SyntaxFinding {
             outcome: Outcome::Fail,
             detail,
-            enhanced: "5.5.2",
+            enhanced: Enhanced::SYNTAX,
         }
     }
 
@@ -43,7 +43,7 @@ impl SyntaxFinding {
         SyntaxFinding {
             outcome: Outcome::Fail,
             detail,
-            enhanced: "5.7.1",
+            enhanced: Enhanced::NOT_AUTHORIZED,
         }
     }
 }
@@ -151,10 +151,10 @@ pub(crate) fn syntax(
             "HELO {show} is not a fully qualified domain name or address literal"
         ));
     }
-    if local_names.iter().any(|n| n.eq_ignore_ascii_case(&lower)) {
+    if find_name(local_names, helo).is_some() {
         return SyntaxFinding::forged(format!("HELO {show} claims to be this host"));
     }
-    if refused.iter().any(|n| n.eq_ignore_ascii_case(&lower)) {
+    if find_name(refused, helo).is_some() {
         return SyntaxFinding::forged(format!("HELO {show} is on the list of refused HELO names"));
     }
     SyntaxFinding::pass(format!("HELO {show} is a fully qualified domain name"))
@@ -165,7 +165,6 @@ pub(crate) fn syntax(
 pub(crate) struct DnsFinding {
     pub outcome: Outcome,
     pub detail: String,
-    pub queries: u32,
 }
 
 /// The helo-dns stage: does the HELO name resolve, and to the client?
@@ -176,7 +175,6 @@ pub(crate) async fn dns<L: Lookup>(lookup: &L, helo: &str, client: IpAddr) -> Dn
         return DnsFinding {
             outcome: Outcome::None,
             detail: format!("HELO {show} is not a domain name, nothing to resolve"),
-            queries: 0,
         };
     }
     let name = helo.strip_suffix('.').unwrap_or(helo);
@@ -184,13 +182,11 @@ pub(crate) async fn dns<L: Lookup>(lookup: &L, helo: &str, client: IpAddr) -> Dn
     // "resolves elsewhere" apart from "does not resolve".
     let v4 = client.is_ipv4();
     let first = addresses(lookup, name, v4).await;
-    let mut queries = 1;
     let addrs = match first {
         Ok(addrs) if addrs.contains(&client) => {
             return DnsFinding {
                 outcome: Outcome::Pass,
                 detail: format!("HELO {name} resolves to the client address {client}"),
-                queries,
             };
         }
         Ok(addrs) => addrs,
@@ -198,24 +194,19 @@ pub(crate) async fn dns<L: Lookup>(lookup: &L, helo: &str, client: IpAddr) -> Dn
             return DnsFinding {
                 outcome: Outcome::Fail,
                 detail: format!("HELO {name} does not exist (NXDOMAIN)"),
-                queries,
             };
         }
-        Err(e) if e.is_void() => {
-            queries += 1;
-            match addresses(lookup, name, !v4).await {
-                Ok(other) => other,
-                Err(e) if e.is_void() => {
-                    return DnsFinding {
-                        outcome: Outcome::Fail,
-                        detail: format!("HELO {name} has no address records"),
-                        queries,
-                    };
-                }
-                Err(e) => return temperror(name, &e, queries),
+        Err(e) if e.is_void() => match addresses(lookup, name, !v4).await {
+            Ok(other) => other,
+            Err(e) if e.is_void() => {
+                return DnsFinding {
+                    outcome: Outcome::Fail,
+                    detail: format!("HELO {name} has no address records"),
+                };
             }
-        }
-        Err(e) => return temperror(name, &e, queries),
+            Err(e) => return temperror(name, &e),
+        },
+        Err(e) => return temperror(name, &e),
     };
     let list: Vec<String> = addrs.iter().take(4).map(ToString::to_string).collect();
     let more = if addrs.len() > 4 { ", ..." } else { "" };
@@ -225,15 +216,13 @@ pub(crate) async fn dns<L: Lookup>(lookup: &L, helo: &str, client: IpAddr) -> Dn
             "HELO {name} resolves to {}{more}, not to the client address {client}",
             list.join(", ")
         ),
-        queries,
     }
 }
 
-fn temperror(name: &str, e: &LookupError, queries: u32) -> DnsFinding {
+fn temperror(name: &str, e: &LookupError) -> DnsFinding {
     DnsFinding {
         outcome: Outcome::TempError,
         detail: format!("HELO {name} could not be resolved: {}", e.summary()),
-        queries,
     }
 }
 
@@ -269,8 +258,32 @@ mod tests {
             helo,
             client.parse().unwrap(),
             &["mx.example.org".to_owned()],
-            &["friend".to_owned(), "bad.example.net".to_owned()],
+            &[
+                "friend".to_owned(),
+                "bad.example.net".to_owned(),
+                ".hostile.test".to_owned(),
+            ],
         )
+    }
+
+    #[test]
+    fn refused_helo_with_leading_dot_refuses_every_name_under_it() {
+        // Regression: `helo.refused: [".hostile.test"]` let mail.hostile.test through.
+        let f = check("mail.hostile.test", "192.0.2.7");
+        assert_eq!(f.outcome, Outcome::Fail);
+        assert!(f.detail.contains("refused"), "{}", f.detail);
+        assert_eq!(check("hostile.test", "192.0.2.7").outcome, Outcome::Pass);
+        let local = syntax(
+            "a.mx.example.org",
+            "192.0.2.7".parse().unwrap(),
+            &[".mx.example.org".to_owned()],
+            &[],
+        );
+        assert!(
+            local.detail.contains("claims to be this host"),
+            "{}",
+            local.detail
+        );
     }
 
     #[test]
@@ -295,7 +308,7 @@ mod tests {
         assert_eq!(check("localhost", "127.0.0.1").outcome, Outcome::Pass);
         let f = check("localhost", "192.0.2.7");
         assert_eq!(f.outcome, Outcome::Fail);
-        assert_eq!(f.enhanced, "5.5.2");
+        assert_eq!(f.enhanced.with_class(5), "5.5.2");
         assert_eq!(
             f.detail,
             "HELO \"localhost\" is not a fully qualified domain name or address literal"
@@ -310,17 +323,28 @@ mod tests {
     #[test]
     fn forged_claims_fail_with_policy_code() {
         let f = check("[198.51.100.1]", "192.0.2.7");
-        assert_eq!((f.outcome, f.enhanced), (Outcome::Fail, "5.7.1"));
+        assert_eq!(
+            (f.outcome, f.enhanced.with_class(5).as_str()),
+            (Outcome::Fail, "5.7.1")
+        );
         assert_eq!(
             f.detail,
             "HELO \"[198.51.100.1]\" does not match the client address 192.0.2.7"
         );
-        assert_eq!(check("MX.example.org", "192.0.2.7").enhanced, "5.7.1");
         assert_eq!(
-            check("localhost.localdomain", "192.0.2.7").enhanced,
+            check("MX.example.org", "192.0.2.7").enhanced.with_class(5),
             "5.7.1"
         );
-        assert_eq!(check("bad.example.net", "192.0.2.7").enhanced, "5.7.1");
+        assert_eq!(
+            check("localhost.localdomain", "192.0.2.7")
+                .enhanced
+                .with_class(5),
+            "5.7.1"
+        );
+        assert_eq!(
+            check("bad.example.net", "192.0.2.7").enhanced.with_class(5),
+            "5.7.1"
+        );
     }
 
     #[test]

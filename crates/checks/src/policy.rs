@@ -60,7 +60,7 @@ pub enum StagePolicy {
     /// The stage does not run.
     Off,
     /// The stage runs; results not listed are tagged.
-    Actions(BTreeMap<&'static str, Action>),
+    Actions(BTreeMap<Outcome, Action>),
 }
 
 /// A policy entry that does not make sense.
@@ -110,28 +110,25 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         use Action::*;
-        let table: [(Stage, &[(&'static str, Action)]); 5] = [
-            (Stage::HeloSyntax, &[("fail", Reject)]),
+        use Outcome::{Fail, PermError, SoftFail, TempError};
+        let table: [(Stage, &[(Outcome, Action)]); 5] = [
+            (Stage::HeloSyntax, &[(Fail, Reject)]),
             (
                 Stage::Fcrdns,
-                &[
-                    ("fail", Reject),
-                    ("permerror", Reject),
-                    ("temperror", Tempfail),
-                ],
+                &[(Fail, Reject), (PermError, Reject), (TempError, Tempfail)],
             ),
-            (Stage::HeloDns, &[("temperror", Tempfail)]),
+            (Stage::HeloDns, &[(TempError, Tempfail)]),
             (
                 Stage::SpfHelo,
-                &[("fail", Reject), ("softfail", Tag), ("temperror", Tempfail)],
+                &[(Fail, Reject), (SoftFail, Tag), (TempError, Tempfail)],
             ),
             (
                 Stage::SpfMailfrom,
                 &[
-                    ("fail", Reject),
-                    ("softfail", Tag),
-                    ("permerror", Reject),
-                    ("temperror", Tempfail),
+                    (Fail, Reject),
+                    (SoftFail, Tag),
+                    (PermError, Reject),
+                    (TempError, Tempfail),
                 ],
             ),
         ];
@@ -152,9 +149,7 @@ impl Policy {
     /// The action for a stage's result.
     pub fn action(&self, stage: Stage, outcome: Outcome) -> Action {
         match self.stages.get(&stage) {
-            Some(StagePolicy::Actions(map)) => {
-                map.get(outcome.as_str()).copied().unwrap_or(Action::Tag)
-            }
+            Some(StagePolicy::Actions(map)) => map.get(&outcome).copied().unwrap_or(Action::Tag),
             _ => Action::Tag,
         }
     }
@@ -178,7 +173,7 @@ impl Policy {
         if stage == Stage::Skip {
             return Err(PolicyError::Skip);
         }
-        let Some(outcome) = results_of(stage).iter().find(|o| o.as_str() == result) else {
+        let Some(&outcome) = results_of(stage).iter().find(|o| o.as_str() == result) else {
             return Err(PolicyError::NoSuchResult {
                 stage,
                 result: result.to_owned(),
@@ -189,7 +184,7 @@ impl Policy {
                     .join(", "),
             });
         };
-        if *outcome == Outcome::TempError && action == Action::Reject {
+        if outcome == Outcome::TempError && action == Action::Reject {
             return Err(PolicyError::TempErrorReject { stage });
         }
         let entry = self
@@ -200,7 +195,7 @@ impl Policy {
             *entry = StagePolicy::Actions(BTreeMap::new());
         }
         if let StagePolicy::Actions(map) = entry {
-            map.insert(outcome.as_str(), action);
+            map.insert(outcome, action);
         }
         Ok(())
     }

@@ -12,6 +12,48 @@ use crate::Action;
 /// 512 octets for the whole line.
 const MAX_TEXT: usize = 400;
 
+/// An enhanced status code without its class (RFC 3463 §2): the subject
+/// and detail, e.g. `7.23` for "SPF validation failed" (RFC 7372 §3.2).
+/// The class (`5` or `4`) comes from the action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Enhanced {
+    /// The subject: 1 addressing, 4 routing, 5 protocol, 7 security …
+    pub subject: u16,
+    /// The detail within the subject.
+    pub detail: u16,
+}
+
+impl Enhanced {
+    /// `subject.detail`.
+    pub const fn new(subject: u16, detail: u16) -> Enhanced {
+        Enhanced { subject, detail }
+    }
+
+    /// RFC 5321 §4.1.1.1 / RFC 3463 §3.6: syntax error in a parameter (`5.5.2`).
+    pub const SYNTAX: Enhanced = Enhanced::new(5, 2);
+    /// RFC 3463 §3.8: delivery not authorized (`5.7.1`).
+    pub const NOT_AUTHORIZED: Enhanced = Enhanced::new(7, 1);
+    /// RFC 3463 §3.5: routing server failure, i.e. DNS trouble (`4.4.3`).
+    pub const DNS_FAILURE: Enhanced = Enhanced::new(4, 3);
+    /// RFC 7372 §3.2: SPF validation failed (`5.7.23`).
+    pub const SPF_FAIL: Enhanced = Enhanced::new(7, 23);
+    /// RFC 7372 §3.2: SPF validation error (`5.7.24`).
+    pub const SPF_ERROR: Enhanced = Enhanced::new(7, 24);
+    /// RFC 7372 §3.3: reverse DNS validation failed (`5.7.25`).
+    pub const REVERSE_DNS: Enhanced = Enhanced::new(7, 25);
+
+    /// The full code with class `class`: `5.7.23`, `4.7.23`.
+    pub fn with_class(self, class: u16) -> String {
+        format!("{class}.{}.{}", self.subject, self.detail)
+    }
+}
+
+impl fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.subject, self.detail)
+    }
+}
+
 /// An SMTP reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -24,20 +66,18 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A reply for `action`, given the enhanced code a reject would use
-    /// (`5.x.y`); a tempfail uses `451` and `4.x.y`, and its text ends in
-    /// "try again later". Returns `None` for [`Action::Tag`].
-    pub fn for_action(action: Action, enhanced: &str, text: &str) -> Option<Reply> {
+    /// A reply for `action` with the enhanced code `enhanced`: a reject is
+    /// `550 5.x.y`, a tempfail `451 4.x.y` with a text that ends in "try
+    /// again later". Returns `None` for [`Action::Tag`].
+    pub fn for_action(action: Action, enhanced: Enhanced, text: &str) -> Option<Reply> {
         let (code, class, suffix) = match action {
-            Action::Reject => (550, '5', ""),
-            Action::Tempfail => (451, '4', ", try again later"),
+            Action::Reject => (550, 5, ""),
+            Action::Tempfail => (451, 4, ", try again later"),
             Action::Tag => return None,
         };
-        let mut enhanced = enhanced.to_owned();
-        enhanced.replace_range(..1, &class.to_string());
         Some(Reply {
             code,
-            enhanced,
+            enhanced: enhanced.with_class(class),
             text: clean(&format!("{text}{suffix}")),
         })
     }
@@ -127,10 +167,10 @@ pub(crate) fn spf_text(out: &SpfOutput, helo_identity: bool, policy_named: bool)
 }
 
 /// The enhanced code an SPF result's reject uses (RFC 7372 §3.2).
-pub(crate) fn spf_enhanced(result: SpfResult) -> &'static str {
+pub(crate) fn spf_enhanced(result: SpfResult) -> Enhanced {
     match result {
-        SpfResult::PermError | SpfResult::TempError => "5.7.24",
-        _ => "5.7.23",
+        SpfResult::PermError | SpfResult::TempError => Enhanced::SPF_ERROR,
+        _ => Enhanced::SPF_FAIL,
     }
 }
 
@@ -142,7 +182,7 @@ mod tests {
     fn tempfail_replies_use_class_4_and_say_try_again() {
         let r = Reply::for_action(
             Action::Tempfail,
-            "5.7.24",
+            Enhanced::SPF_ERROR,
             "SPF temperror for example.com: DNS timeout",
         )
         .unwrap();
@@ -150,14 +190,14 @@ mod tests {
             r.to_string(),
             "451 4.7.24 SPF temperror for example.com: DNS timeout, try again later"
         );
-        assert!(Reply::for_action(Action::Tag, "5.7.1", "x").is_none());
+        assert!(Reply::for_action(Action::Tag, Enhanced::NOT_AUTHORIZED, "x").is_none());
     }
 
     #[test]
     fn reply_text_is_one_printable_line_of_bounded_length() {
         let r = Reply::for_action(
             Action::Reject,
-            "5.7.1",
+            Enhanced::NOT_AUTHORIZED,
             &format!("a\r\nb{}", "x".repeat(2000)),
         )
         .unwrap();

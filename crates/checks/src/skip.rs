@@ -7,6 +7,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::canonical;
+use crate::names::find_name;
+
 /// Why a client or message is not checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SkipReason {
@@ -106,7 +109,7 @@ impl SkipLists {
 
     /// Why a HELO name is exempt, if it is.
     pub fn helo(&self, helo: &str) -> Option<SkipReason> {
-        find_domain(&self.helo_names, helo).map(|entry| SkipReason::HeloListed {
+        find_name(&self.helo_names, helo).map(|entry| SkipReason::HeloListed {
             helo: helo.to_owned(),
             entry: entry.to_owned(),
         })
@@ -114,34 +117,11 @@ impl SkipLists {
 
     /// Why a sender domain is exempt, if it is.
     pub fn sender_domain(&self, domain: &str) -> Option<SkipReason> {
-        find_domain(&self.sender_domains, domain).map(|entry| SkipReason::SenderDomainListed {
+        find_name(&self.sender_domains, domain).map(|entry| SkipReason::SenderDomainListed {
             domain: domain.to_owned(),
             entry: entry.to_owned(),
         })
     }
-}
-
-/// An IPv4-mapped IPv6 address is the IPv4 client it maps.
-pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-fn find_domain<'a>(list: &'a [String], name: &str) -> Option<&'a str> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    list.iter()
-        .find(|entry| match entry.strip_prefix('.') {
-            Some(parent) => {
-                name.len() > parent.len() + 1
-                    && name.is_char_boundary(name.len() - parent.len() - 1)
-                    && name[name.len() - parent.len() - 1..]
-                        .eq_ignore_ascii_case(&format!(".{parent}"))
-            }
-            None => entry.eq_ignore_ascii_case(name),
-        })
-        .map(String::as_str)
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! The pipeline over real DNS packets: the hickory adapter asking a testdns
 //! server on 127.0.0.1.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tollgate_checks::{
-    Action, Checker, Client, Mode, Outcome, Settings, SkipLists, SkipReason, Stage,
+    Action, Checker, Client, MailFrom, Mode, Outcome, Settings, SkipLists, SkipReason, Stage,
 };
 use tollgate_dns::{HickoryLookup, ResolverOptions};
 use tollgate_testdns::{Rcode, TestDns, suite::parse_zone};
@@ -29,7 +30,7 @@ soft.example.com:
   - TXT: "v=spf1 ~all"
 "#;
 
-async fn setup(settings: Settings, timeout_ms: u64) -> (TestDns, Checker<HickoryLookup>) {
+async fn setup(settings: Settings, timeout_ms: u64) -> (TestDns, Arc<Checker<HickoryLookup>>) {
     let dns = TestDns::start(parse_zone(ZONE).unwrap()).await.unwrap();
     let lookup = HickoryLookup::new(ResolverOptions {
         nameservers: Some(vec![dns.addr()]),
@@ -38,7 +39,7 @@ async fn setup(settings: Settings, timeout_ms: u64) -> (TestDns, Checker<Hickory
         cache_size: 1024,
     })
     .unwrap();
-    (dns, Checker::new(lookup, settings))
+    (dns, Arc::new(Checker::new(lookup, settings)))
 }
 
 fn untrusted() -> Settings {
@@ -93,11 +94,19 @@ async fn a_reject_stops_the_later_stages() {
 async fn null_sender_reuses_the_helo_result_without_new_queries() {
     let (dns, checker) = setup(untrusted(), 300).await;
     let ip = "192.0.2.7".parse().unwrap();
-    let helo = checker.spf_helo(ip, "mx.example.com").await;
+    let helo = checker
+        .spf_helo(ip, "mx.example.com", checker.deadline())
+        .await;
     assert_eq!(helo.outcome, Outcome::Pass);
     dns.reset_counts();
     let mailfrom = checker
-        .spf_mailfrom(ip, "mx.example.com", "", helo.spf.as_ref())
+        .spf_mailfrom(
+            ip,
+            "mx.example.com",
+            &MailFrom::parse(""),
+            helo.spf.as_ref(),
+            checker.deadline(),
+        )
         .await;
     assert_eq!(mailfrom.outcome, Outcome::Pass);
     assert_eq!(mailfrom.dns_queries, 0);
@@ -114,8 +123,9 @@ async fn servfail_is_a_temperror_and_a_4xx() {
         .spf_mailfrom(
             "192.0.2.7".parse().unwrap(),
             "mx.example.com",
-            "a@broken.example.com",
+            &MailFrom::parse("a@broken.example.com"),
             None,
+            checker.deadline(),
         )
         .await;
     assert_eq!(report.outcome, Outcome::TempError);
@@ -138,8 +148,9 @@ async fn time_budget_turns_a_slow_stage_into_temperror() {
         .spf_mailfrom(
             "192.0.2.7".parse().unwrap(),
             "mx.example.com",
-            "a@slow.example.com",
+            &MailFrom::parse("a@slow.example.com"),
             None,
+            checker.deadline(),
         )
         .await;
     assert_eq!(report.outcome, Outcome::TempError);
@@ -152,10 +163,16 @@ async fn time_budget_turns_a_slow_stage_into_temperror() {
 async fn helo_dns_tells_missing_names_from_mismatches() {
     let (_dns, checker) = setup(untrusted(), 300).await;
     let ip = "192.0.2.7".parse().unwrap();
-    let pass = checker.helo_dns(ip, "mx.example.com").await;
+    let pass = checker
+        .helo_dns(ip, "mx.example.com", checker.deadline())
+        .await;
     assert_eq!(pass.outcome, Outcome::Pass);
     let other = checker
-        .helo_dns("198.51.100.1".parse().unwrap(), "mx.example.com")
+        .helo_dns(
+            "198.51.100.1".parse().unwrap(),
+            "mx.example.com",
+            checker.deadline(),
+        )
         .await;
     assert_eq!(other.outcome, Outcome::Mismatch);
     assert_eq!(
@@ -163,18 +180,24 @@ async fn helo_dns_tells_missing_names_from_mismatches() {
         Action::Tag,
         "a mismatch alone must not reject"
     );
-    let nodata = checker.helo_dns(ip, "named.example.com").await;
+    let nodata = checker
+        .helo_dns(ip, "named.example.com", checker.deadline())
+        .await;
     assert_eq!(nodata.outcome, Outcome::Fail);
     assert_eq!(
         nodata.detail,
         "HELO named.example.com has no address records"
     );
-    let missing = checker.helo_dns(ip, "nowhere.example.com").await;
+    let missing = checker
+        .helo_dns(ip, "nowhere.example.com", checker.deadline())
+        .await;
     assert_eq!(
         missing.detail,
         "HELO nowhere.example.com does not exist (NXDOMAIN)"
     );
-    let slow = checker.helo_dns(ip, "slow.example.com").await;
+    let slow = checker
+        .helo_dns(ip, "slow.example.com", checker.deadline())
+        .await;
     assert_eq!(slow.outcome, Outcome::TempError);
     assert_eq!(slow.action, Action::Tempfail);
 }
@@ -212,7 +235,11 @@ async fn softfail_under_a_reject_policy_names_the_policy() {
         .unwrap();
     let (_dns, checker) = setup(settings, 300).await;
     let report = checker
-        .spf_helo("192.0.2.7".parse().unwrap(), "soft.example.com")
+        .spf_helo(
+            "192.0.2.7".parse().unwrap(),
+            "soft.example.com",
+            checker.deadline(),
+        )
         .await;
     assert_eq!(
         report.reply.unwrap().to_string(),
@@ -232,8 +259,9 @@ async fn mailfrom_softfail_under_a_reject_policy_reads_as_the_design_says() {
         .spf_mailfrom(
             "192.0.2.7".parse().unwrap(),
             "mx.example.com",
-            "a@soft.example.com",
+            &MailFrom::parse("a@soft.example.com"),
             None,
+            checker.deadline(),
         )
         .await;
     assert_eq!(report.outcome, Outcome::SoftFail);

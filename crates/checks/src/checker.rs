@@ -1,19 +1,25 @@
-//! The pipeline: each stage as a call of its own (the milter runs them at
-//! CONNECT, HELO and MAIL and keeps their reports per connection), and
-//! [`Checker::run`], which runs them in order, cheapest first, stopping at
-//! the first stage whose action is reject or tempfail unless told to show
-//! everything.
+//! [`Checker`]: each stage as a call of its own, over a [`Lookup`], within
+//! a deadline (the time budget of the SMTP command that runs it), counting
+//! its DNS queries even when the deadline cuts it short; and the shapes of
+//! what they produce: [`Evaluation`] (the reports of the stages that ran)
+//! and [`Verdict`]. The order of the stages is the [`Evaluator`]'s.
 
-use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use tokio::time::{Instant, timeout_at};
 use tollgate_dns::Lookup;
 use tollgate_spf::{Identity, Options, Spf, SpfOutput, SpfResult};
 
+use crate::count::Counted;
 use crate::reply::{Reply, spf_enhanced, spf_text};
-use crate::skip::{SkipLists, SkipReason, canonical};
-use crate::{Action, Outcome, Policy, Stage, StageReport, fcrdns, helo};
+use crate::skip::{SkipLists, SkipReason};
+use crate::{
+    Action, DEFAULT_TIME_BUDGET, Enhanced, Evaluator, MailFrom, Outcome, Policy, Stage,
+    StageReport, canonical, fcrdns, helo,
+};
 
 /// Everything the checks need to know about this host and its policy.
 #[derive(Clone, Debug)]
@@ -22,13 +28,16 @@ pub struct Settings {
     pub policy: Policy,
     /// What is exempt from checks.
     pub skip: SkipLists,
-    /// The names this host answers to; a HELO claiming one is forged.
+    /// The names this host answers to; a HELO claiming one is forged
+    /// (matched by [`find_name`](crate::find_name): `.example.com` is every name under it).
     pub local_names: Vec<String>,
-    /// HELO names refused outright.
+    /// HELO names refused outright (matched like `local_names`).
     pub refused_helo: Vec<String>,
     /// This host's name, for `receiver=` and the SPF `r` macro.
     pub receiver: String,
-    /// The most time one stage may spend on DNS before it is a temperror.
+    /// The most DNS time one SMTP command (CONNECT, HELO, MAIL FROM, end
+    /// of message) may take across all the stages it runs; what is not
+    /// answered by then is a temperror.
     pub time_budget: Duration,
 }
 
@@ -40,7 +49,7 @@ impl Default for Settings {
             local_names: Vec::new(),
             refused_helo: Vec::new(),
             receiver: "localhost".to_owned(),
-            time_budget: Duration::from_secs(8),
+            time_budget: DEFAULT_TIME_BUDGET,
         }
     }
 }
@@ -144,8 +153,21 @@ impl Evaluation {
 /// Runs the stages against a [`Lookup`].
 #[derive(Debug)]
 pub struct Checker<L> {
-    spf: Spf<L>,
+    lookup: L,
+    spf_options: Options,
     settings: Settings,
+}
+
+impl<L> Checker<L> {
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The lookup in use.
+    pub fn lookup(&self) -> &L {
+        &self.lookup
+    }
 }
 
 impl<L: Lookup> Checker<L> {
@@ -155,28 +177,21 @@ impl<L: Lookup> Checker<L> {
             receiver: settings.receiver.clone(),
             ..Options::default()
         };
-        Checker {
-            spf: Spf::new(lookup, options),
-            settings,
-        }
+        Checker::with_spf_options(lookup, settings, options)
     }
 
     /// Like [`new`](Self::new), with full SPF options (tracing, limits).
-    pub fn with_spf_options(lookup: L, settings: Settings, options: Options) -> Self {
+    pub fn with_spf_options(lookup: L, settings: Settings, spf_options: Options) -> Self {
         Checker {
-            spf: Spf::new(lookup, options),
+            lookup,
+            spf_options,
             settings,
         }
     }
 
-    /// The settings in use.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// The lookup in use.
-    pub fn lookup(&self) -> &L {
-        self.spf.lookup()
+    /// The deadline of an SMTP command that starts now: its time budget.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.settings.time_budget
     }
 
     /// skip at CONNECT (trusted networks) and after AUTH.
@@ -193,11 +208,13 @@ impl<L: Lookup> Checker<L> {
     }
 
     /// skip at MAIL (listed sender domains).
-    pub fn skip_sender(&self, sender: &str, helo: &str) -> Option<StageReport> {
-        let parsed = tollgate_spf::Sender::parse(sender, helo);
+    pub fn skip_sender(&self, sender: &MailFrom) -> Option<StageReport> {
+        if sender.is_null() {
+            return None;
+        }
         self.settings
             .skip
-            .sender_domain(&parsed.domain)
+            .sender_domain(sender.domain())
             .map(StageReport::skipped)
     }
 
@@ -209,51 +226,51 @@ impl<L: Lookup> Checker<L> {
             &self.settings.local_names,
             &self.settings.refused_helo,
         );
-        let enhanced = if finding.enhanced.is_empty() {
-            "5.5.2"
-        } else {
-            finding.enhanced
-        };
         self.report(
             Stage::HeloSyntax,
             finding.outcome,
             finding.detail,
-            enhanced,
+            finding.enhanced,
             0,
         )
     }
 
-    /// fcrdns.
-    pub async fn fcrdns(&self, ip: IpAddr) -> StageReport {
-        let lookup = self.lookup();
-        match self.budget(fcrdns::check(lookup, ip)).await {
-            Some(finding) => {
-                let mut report = self.report(
-                    Stage::Fcrdns,
-                    finding.outcome,
-                    finding.detail,
-                    "5.7.25",
-                    finding.queries,
-                );
-                report.fcrdns = Some(finding.info);
-                report
-            }
-            None => {
-                let ip = canonical(ip);
-                let detail = format!(
-                    "reverse DNS of {ip} could not be checked: {}",
-                    self.budget_text()
-                );
-                self.report(Stage::Fcrdns, Outcome::TempError, detail, "5.7.25", 0)
-            }
-        }
+    /// fcrdns, within `deadline`.
+    pub async fn fcrdns(&self, ip: IpAddr, deadline: Instant) -> StageReport {
+        let queries = AtomicU32::new(0);
+        let lookup = Counted::new(&self.lookup, &queries);
+        let found = timeout_at(deadline, fcrdns::check(&lookup, ip)).await.ok();
+        let queries = queries.load(Ordering::Relaxed);
+        let Some(finding) = found else {
+            let detail = format!(
+                "reverse DNS of {} could not be checked: {}",
+                canonical(ip),
+                self.budget_text()
+            );
+            let (outcome, enhanced) = (Outcome::TempError, Enhanced::REVERSE_DNS);
+            return self.report(Stage::Fcrdns, outcome, detail, enhanced, queries);
+        };
+        let mut report = self.report(
+            Stage::Fcrdns,
+            finding.outcome,
+            finding.detail,
+            Enhanced::REVERSE_DNS,
+            queries,
+        );
+        report.fcrdns = Some(finding.info);
+        report
     }
 
-    /// helo-dns.
-    pub async fn helo_dns(&self, ip: IpAddr, helo: &str) -> StageReport {
-        let (outcome, detail, queries) = match self.budget(helo::dns(self.lookup(), helo, ip)).await
-        {
-            Some(f) => (f.outcome, f.detail, f.queries),
+    /// helo-dns, within `deadline`.
+    pub async fn helo_dns(&self, ip: IpAddr, helo: &str, deadline: Instant) -> StageReport {
+        let queries = AtomicU32::new(0);
+        let lookup = Counted::new(&self.lookup, &queries);
+        let found = timeout_at(deadline, helo::dns(&lookup, helo, ip))
+            .await
+            .ok();
+        let queries = queries.load(Ordering::Relaxed);
+        let (outcome, detail) = match found {
+            Some(f) => (f.outcome, f.detail),
             None => (
                 Outcome::TempError,
                 format!(
@@ -261,118 +278,104 @@ impl<L: Lookup> Checker<L> {
                     helo::shown(helo),
                     self.budget_text()
                 ),
-                0,
             ),
         };
         let enhanced = if outcome == Outcome::TempError {
-            "5.4.3"
+            Enhanced::DNS_FAILURE
         } else {
-            "5.7.1"
+            Enhanced::NOT_AUTHORIZED
         };
         self.report(Stage::HeloDns, outcome, detail, enhanced, queries)
     }
 
-    /// spf-helo.
-    pub async fn spf_helo(&self, ip: IpAddr, helo: &str) -> StageReport {
-        let out = match self.budget(self.spf.check_helo(ip, helo)).await {
-            Some(out) => out,
-            None => self.budget_output(ip, Identity::Helo, "", helo),
-        };
+    /// spf-helo, within `deadline`.
+    pub async fn spf_helo(&self, ip: IpAddr, helo: &str, deadline: Instant) -> StageReport {
+        let sender = MailFrom::parse("");
+        let out = self
+            .check_spf(ip, Identity::Helo, &sender, helo, deadline)
+            .await;
         self.spf_report(Stage::SpfHelo, out)
     }
 
-    /// spf-mailfrom. For the null sender the HELO identity's output is
-    /// reused when given (RFC 7208 §2.4: it is the same check_host).
+    /// spf-mailfrom, within `deadline`. For the null sender the HELO
+    /// identity's output is reused when given (RFC 7208 §2.4: it is the
+    /// same check_host).
     pub async fn spf_mailfrom(
         &self,
         ip: IpAddr,
         helo: &str,
-        sender: &str,
+        sender: &MailFrom,
         helo_output: Option<&SpfOutput>,
+        deadline: Instant,
     ) -> StageReport {
-        let null = sender
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .is_empty();
         let out = match helo_output {
-            Some(out) if null && out.helo == helo => {
+            Some(out) if sender.is_null() && out.helo == helo => {
                 let mut reused = out.clone();
                 reused.queries = 0;
                 reused
             }
-            _ if null => match self.budget(self.spf.check_helo(ip, helo)).await {
-                Some(out) => out,
-                None => self.budget_output(ip, Identity::Helo, "", helo),
-            },
-            _ => match self.budget(self.spf.check_mailfrom(ip, sender, helo)).await {
-                Some(out) => out,
-                None => self.budget_output(ip, Identity::MailFrom, sender, helo),
-            },
+            _ if sender.is_null() => {
+                self.check_spf(ip, Identity::Helo, sender, helo, deadline)
+                    .await
+            }
+            _ => {
+                self.check_spf(ip, Identity::MailFrom, sender, helo, deadline)
+                    .await
+            }
         };
         self.spf_report(Stage::SpfMailfrom, out)
     }
 
-    /// Runs the stages for what the client has said.
-    pub async fn run(&self, client: &Client, mode: Mode) -> Evaluation {
-        let mut eval = Evaluation::default();
-        let ip = client.ip;
-        let helo = client.helo.as_deref().unwrap_or("");
-        let skip = self
-            .skip_client(ip, client.auth.as_deref())
-            .or_else(|| client.helo.as_deref().and_then(|h| self.skip_helo(h)))
-            .or_else(|| {
-                client
-                    .sender
-                    .as_deref()
-                    .and_then(|s| self.skip_sender(s, helo))
-            });
-        if let Some(report) = skip {
-            eval.stages.push(report);
-            if mode == Mode::StopEarly {
-                return eval;
+    /// check_host for one identity within `deadline`; a cut is a temperror
+    /// that still counts the queries made.
+    async fn check_spf(
+        &self,
+        ip: IpAddr,
+        identity: Identity,
+        sender: &MailFrom,
+        helo: &str,
+        deadline: Instant,
+    ) -> SpfOutput {
+        let queries = AtomicU32::new(0);
+        let spf = Spf::new(
+            Counted::new(&self.lookup, &queries),
+            self.spf_options.clone(),
+        );
+        let spf_sender = sender.spf_sender(helo);
+        let found = timeout_at(deadline, spf.check_host(ip, identity, &spf_sender, helo))
+            .await
+            .ok();
+        let queries = queries.load(Ordering::Relaxed);
+        match found {
+            Some(mut out) => {
+                out.queries = queries;
+                out
             }
+            None => SpfOutput {
+                identity,
+                ip: canonical(ip),
+                helo: helo.to_owned(),
+                // RFC 7208 §4.3: a missing local-part is "postmaster".
+                sender: format!(
+                    "{}@{}",
+                    match spf_sender.local_part.as_str() {
+                        "" => "postmaster",
+                        local => local,
+                    },
+                    spf_sender.domain
+                ),
+                checked_domain: spf_sender.domain.clone(),
+                result: SpfResult::TempError,
+                domain: spf_sender.domain,
+                mechanism: None,
+                explanation: None,
+                problem: Some(self.budget_text()),
+                lookups: 0,
+                void_lookups: 0,
+                queries,
+                trace: Vec::new(),
+            },
         }
-        let stop = |eval: &Evaluation| mode == Mode::StopEarly && eval.decisive().is_some();
-        let policy = &self.settings.policy;
-        if let Some(helo) = client.helo.as_deref()
-            && policy.enabled(Stage::HeloSyntax)
-        {
-            eval.stages.push(self.helo_syntax(ip, helo));
-            if stop(&eval) {
-                return eval;
-            }
-        }
-        if policy.enabled(Stage::Fcrdns) {
-            eval.stages.push(self.fcrdns(ip).await);
-            if stop(&eval) {
-                return eval;
-            }
-        }
-        let mut helo_spf = None;
-        if let Some(helo) = client.helo.as_deref() {
-            if policy.enabled(Stage::HeloDns) {
-                eval.stages.push(self.helo_dns(ip, helo).await);
-                if stop(&eval) {
-                    return eval;
-                }
-            }
-            if policy.enabled(Stage::SpfHelo) {
-                let report = self.spf_helo(ip, helo).await;
-                helo_spf = report.spf.clone();
-                eval.stages.push(report);
-                if stop(&eval) {
-                    return eval;
-                }
-            }
-        }
-        if let Some(sender) = client.sender.as_deref()
-            && policy.enabled(Stage::SpfMailfrom)
-        {
-            eval.stages
-                .push(self.spf_mailfrom(ip, helo, sender, helo_spf.as_ref()).await);
-        }
-        eval
     }
 
     fn report(
@@ -380,7 +383,7 @@ impl<L: Lookup> Checker<L> {
         stage: Stage,
         outcome: Outcome,
         detail: String,
-        enhanced: &str,
+        enhanced: Enhanced,
         dns_queries: u32,
     ) -> StageReport {
         let action = self.settings.policy.action(stage, outcome);
@@ -421,42 +424,31 @@ impl<L: Lookup> Checker<L> {
         }
     }
 
-    async fn budget<F: Future>(&self, future: F) -> Option<F::Output> {
-        tokio::time::timeout(self.settings.time_budget, future)
-            .await
-            .ok()
-    }
-
     fn budget_text(&self) -> String {
         format!(
             "DNS took longer than the time budget of {}s",
             self.settings.time_budget.as_secs_f64()
         )
     }
+}
 
-    fn budget_output(&self, ip: IpAddr, identity: Identity, sender: &str, helo: &str) -> SpfOutput {
-        let parsed = tollgate_spf::Sender::parse(sender, helo);
-        let local = if parsed.local_part.is_empty() {
-            "postmaster"
-        } else {
-            &parsed.local_part
-        };
-        SpfOutput {
-            identity,
-            ip: canonical(ip),
-            helo: helo.to_owned(),
-            sender: format!("{local}@{}", parsed.domain),
-            checked_domain: parsed.domain.clone(),
-            result: SpfResult::TempError,
-            domain: parsed.domain,
-            mechanism: None,
-            explanation: None,
-            problem: Some(self.budget_text()),
-            lookups: 0,
-            void_lookups: 0,
-            queries: 0,
-            trace: Vec::new(),
+impl<L: Lookup + 'static> Checker<L> {
+    /// Runs the stages for what the client has said, through the
+    /// [`Evaluator`] the milter uses: `Mode::StopEarly` stops where the
+    /// milter would, `Mode::All` shows everything.
+    pub async fn run(self: &Arc<Self>, client: &Client, mode: Mode) -> Evaluation {
+        let mut evaluator = Evaluator::new(Arc::clone(self), mode);
+        evaluator.connect(Some(client.ip));
+        if let Some(helo) = &client.helo {
+            evaluator.helo(helo).await;
         }
+        if let Some(sender) = &client.sender {
+            evaluator.mail(sender, client.auth.as_deref()).await;
+        } else if let Some(auth) = client.auth.as_deref() {
+            evaluator.authenticated(auth);
+        }
+        evaluator.settle().await;
+        evaluator.evaluation()
     }
 }
 

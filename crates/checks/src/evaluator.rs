@@ -1,0 +1,356 @@
+//! The one per-connection evaluator: it owns the order of the stages for
+//! the milter and `tollgate check` alike, so the two cannot disagree.
+//!
+//! It is told what the SMTP conversation revealed — [`connect`], [`helo`],
+//! [`mail`], [`complete`] (the message will be delivered) — and answers
+//! what is known so far: the reports ([`evaluation`]), the deciding report
+//! ([`decisive`]), the skip. Lookups start as soon as their input is known
+//! (the FCrDNS lookup at CONNECT, in the background) and are collected in
+//! stage order, so cheapest-first decisions and early stop keep their
+//! meaning. Each command's DNS time is bounded by the time budget
+//! (`dns.time_budget`), across all the stages the command runs.
+//!
+//! In [`Mode::StopEarly`] (the milter) a stage whose action is reject or
+//! tempfail ends the evaluation, and a skip ends it before it starts; in
+//! [`Mode::All`] (`tollgate check`) every enabled stage runs.
+//!
+//! [`connect`]: Evaluator::connect
+//! [`helo`]: Evaluator::helo
+//! [`mail`]: Evaluator::mail
+//! [`complete`]: Evaluator::complete
+//! [`evaluation`]: Evaluator::evaluation
+//! [`decisive`]: Evaluator::decisive
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tollgate_dns::Lookup;
+
+use crate::{Checker, Evaluation, MailFrom, Mode, SkipReason, Stage, StageReport, Verdict};
+
+/// The evaluation of one SMTP connection and its current message.
+#[derive(Debug)]
+pub struct Evaluator<L> {
+    checker: Arc<Checker<L>>,
+    mode: Mode,
+    /// The client address; `None` for a local client (skipped).
+    ip: Option<IpAddr>,
+    /// The connection's skip: no address, trusted network, listed HELO.
+    conn_skip: Option<StageReport>,
+    /// The fcrdns lookup, started at CONNECT.
+    fcrdns: Option<JoinHandle<StageReport>>,
+    /// The HELO name, once given.
+    helo: Option<String>,
+    /// Reports of the connection stages, in stage order.
+    conn: Vec<StageReport>,
+    /// The current message's sender, once given.
+    sender: Option<MailFrom>,
+    /// The message's skip: authenticated sender, listed sender domain.
+    msg_skip: Option<StageReport>,
+    /// Reports of the message stages.
+    msg: Vec<StageReport>,
+    /// DNS queries not yet handed out by [`take_queries`](Self::take_queries).
+    queries: u32,
+}
+
+impl<L: Lookup + 'static> Evaluator<L> {
+    /// An evaluator for a new connection, with `checker`'s settings.
+    pub fn new(checker: Arc<Checker<L>>, mode: Mode) -> Self {
+        Evaluator {
+            checker,
+            mode,
+            ip: None,
+            conn_skip: None,
+            fcrdns: None,
+            helo: None,
+            conn: Vec::new(),
+            sender: None,
+            msg_skip: None,
+            msg: Vec::new(),
+            queries: 0,
+        }
+    }
+
+    /// The checker (and so the settings) this evaluator uses.
+    pub fn checker(&self) -> &Checker<L> {
+        &self.checker
+    }
+
+    /// CONNECT: the skip for the client address, and the FCrDNS lookup
+    /// started in the background (it is collected at HELO or MAIL).
+    pub fn connect(&mut self, ip: Option<IpAddr>) {
+        self.ip = ip;
+        self.conn_skip = match ip {
+            None => Some(StageReport::skipped(SkipReason::NoClientAddress)),
+            Some(ip) => self.checker.skip_client(ip, None),
+        };
+        let Some(ip) = ip else { return };
+        if self.stops_at_skip() || !self.enabled(Stage::Fcrdns) {
+            return;
+        }
+        let checker = Arc::clone(&self.checker);
+        let deadline = checker.deadline();
+        self.fcrdns = Some(tokio::spawn(
+            async move { checker.fcrdns(ip, deadline).await },
+        ));
+    }
+
+    /// HELO/EHLO: the skip for listed HELO names, helo-syntax, the fcrdns
+    /// verdict, helo-dns and spf-helo. A repeated HELO with the same name
+    /// (EHLO after STARTTLS) keeps the results; a different name replaces
+    /// the HELO results, and a skip earned by the old name.
+    pub async fn helo(&mut self, helo: &str) {
+        if self.helo.as_deref() == Some(helo) {
+            return;
+        }
+        self.helo = Some(helo.to_owned());
+        self.conn.retain(|r| r.stage == Stage::Fcrdns);
+        if matches!(
+            self.conn_skip.as_ref().and_then(|r| r.skip.as_ref()),
+            Some(SkipReason::HeloListed { .. })
+        ) {
+            self.conn_skip = None;
+        }
+        let Some(ip) = self.ip else { return };
+        if self.stops_at_skip() {
+            return;
+        }
+        if let Some(report) = self.checker.skip_helo(helo) {
+            self.conn_skip = Some(report);
+            if self.mode == Mode::StopEarly {
+                return;
+            }
+        }
+        let deadline = self.checker.deadline();
+        if self.enabled(Stage::HeloSyntax) {
+            let report = self.checker.helo_syntax(ip, helo);
+            self.push_conn(report);
+        }
+        self.collect_fcrdns().await;
+        if !self.stopped() && self.enabled(Stage::HeloDns) {
+            let report = self.checker.helo_dns(ip, helo, deadline).await;
+            self.push_conn(report);
+        }
+        if !self.stopped() && self.enabled(Stage::SpfHelo) {
+            let report = self.checker.spf_helo(ip, helo, deadline).await;
+            self.push_conn(report);
+        }
+    }
+
+    /// MAIL FROM: a new message. The skip for authenticated senders and
+    /// listed sender domains, the fcrdns verdict for a client that gave
+    /// no HELO, then spf-mailfrom unless an earlier stage decided.
+    pub async fn mail(&mut self, sender: &str, auth: Option<&str>) {
+        self.reset_message();
+        let sender = MailFrom::parse(sender);
+        let msg_skip = match self.ip {
+            Some(ip) => self
+                .checker
+                .skip_client(ip, auth)
+                .or_else(|| self.checker.skip_sender(&sender)),
+            None => None,
+        };
+        self.sender = Some(sender);
+        let Some(ip) = self.ip else { return };
+        if self.stops_at_skip() {
+            return;
+        }
+        if msg_skip.is_some() {
+            self.msg_skip = msg_skip;
+            if self.mode == Mode::StopEarly {
+                return;
+            }
+        }
+        self.collect_fcrdns().await;
+        if !self.stopped() {
+            self.run_mailfrom(ip).await;
+        }
+    }
+
+    /// An authenticated session without a MAIL FROM (`tollgate check`
+    /// with a login name): the skip it earns.
+    pub fn authenticated(&mut self, auth: &str) {
+        if let Some(ip) = self.ip
+            && let Some(report) = self.checker.skip_client(ip, Some(auth))
+        {
+            self.msg_skip.get_or_insert(report);
+        }
+    }
+
+    /// The message will be delivered (to an exempt recipient, or in dry
+    /// run) although an earlier stage decided: run spf-mailfrom now if it
+    /// has not run, once, so that the message carries tollgate's own
+    /// `Received-SPF` for the MAIL FROM identity above any the client
+    /// wrote (OpenDMARC trusts the topmost one). Skipped mail is left
+    /// alone: it is not evaluated at all.
+    pub async fn complete(&mut self) {
+        let Some(ip) = self.ip else { return };
+        if self.skip().is_some() || self.sender.is_none() {
+            return;
+        }
+        self.collect_fcrdns().await;
+        if self.report(Stage::SpfMailfrom).is_none() {
+            self.run_mailfrom(ip).await;
+        }
+    }
+
+    /// Collects every lookup started in the background (for a report of
+    /// a connection that gave neither HELO nor MAIL FROM).
+    pub async fn settle(&mut self) {
+        self.collect_fcrdns().await;
+    }
+
+    /// Ends the current message (after its end, RSET or a new MAIL FROM).
+    pub fn reset_message(&mut self) {
+        self.sender = None;
+        self.msg_skip = None;
+        self.msg.clear();
+    }
+
+    /// Stops the background lookups (the connection closes).
+    pub fn close(&mut self) {
+        if let Some(task) = self.fcrdns.take() {
+            task.abort();
+        }
+    }
+
+    async fn run_mailfrom(&mut self, ip: IpAddr) {
+        if !self.enabled(Stage::SpfMailfrom) {
+            return;
+        }
+        let Some(sender) = self.sender.as_ref() else {
+            return;
+        };
+        let helo = self.helo.as_deref().unwrap_or("");
+        let helo_spf = self
+            .conn
+            .iter()
+            .find(|r| r.stage == Stage::SpfHelo)
+            .and_then(|r| r.spf.as_ref());
+        let deadline = self.checker.deadline();
+        let report = self
+            .checker
+            .spf_mailfrom(ip, helo, sender, helo_spf, deadline)
+            .await;
+        self.queries += report.dns_queries;
+        trace_report(&report);
+        self.msg.push(report);
+    }
+
+    async fn collect_fcrdns(&mut self) {
+        let Some(task) = self.fcrdns.take() else {
+            return;
+        };
+        match task.await {
+            Ok(report) => {
+                // fcrdns comes after helo-syntax and before the HELO stages
+                // that follow it.
+                self.push_conn(report);
+            }
+            Err(e) => tracing::warn!(error = %e, "fcrdns lookup task failed"),
+        }
+    }
+
+    fn push_conn(&mut self, report: StageReport) {
+        self.queries += report.dns_queries;
+        trace_report(&report);
+        self.conn.push(report);
+    }
+}
+
+impl<L> Evaluator<L> {
+    fn enabled(&self, stage: Stage) -> bool {
+        self.checker.settings().policy.enabled(stage)
+    }
+
+    /// Whether a connection skip ends the evaluation before it starts.
+    fn stops_at_skip(&self) -> bool {
+        self.mode == Mode::StopEarly && self.conn_skip.is_some()
+    }
+
+    /// Whether a decisive report ends the evaluation.
+    fn stopped(&self) -> bool {
+        self.mode == Mode::StopEarly && self.decisive().is_some()
+    }
+
+    /// The client address, if the MTA gave one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    /// The HELO name, once given.
+    pub fn helo_name(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
+    /// The current message's sender, once given.
+    pub fn sender(&self) -> Option<&MailFrom> {
+        self.sender.as_ref()
+    }
+
+    /// The skip that exempts the connection or the message, if any.
+    pub fn skip(&self) -> Option<&StageReport> {
+        self.conn_skip.as_ref().or(self.msg_skip.as_ref())
+    }
+
+    /// The reports of the stages that ran (not the skip), in stage order.
+    pub fn reports(&self) -> impl Iterator<Item = &StageReport> {
+        self.conn.iter().chain(self.msg.iter())
+    }
+
+    /// The report of a stage, if it ran.
+    pub fn report(&self, stage: Stage) -> Option<&StageReport> {
+        self.reports().find(|r| r.stage == stage)
+    }
+
+    /// The first report whose action refuses (reject or tempfail).
+    pub fn decisive(&self) -> Option<&StageReport> {
+        self.reports().find(|r| r.is_decisive())
+    }
+
+    /// The refusal to give, if any: none when skipped.
+    pub fn refusal(&self) -> Option<&StageReport> {
+        match self.skip() {
+            Some(_) => None,
+            None => self.decisive(),
+        }
+    }
+
+    /// Everything known so far: the skip, then the stages in order.
+    pub fn evaluation(&self) -> Evaluation {
+        let stages = self.skip().into_iter().chain(self.reports()).cloned();
+        Evaluation {
+            stages: stages.collect(),
+        }
+    }
+
+    /// The verdict so far.
+    pub fn verdict(&self) -> Verdict {
+        self.evaluation().verdict()
+    }
+
+    /// The DNS queries made since the last call.
+    pub fn take_queries(&mut self) -> u32 {
+        std::mem::take(&mut self.queries)
+    }
+}
+
+impl<L> Drop for Evaluator<L> {
+    fn drop(&mut self) {
+        if let Some(task) = self.fcrdns.take() {
+            task.abort();
+        }
+    }
+}
+
+fn trace_report(report: &StageReport) {
+    tracing::debug!(
+        stage = report.stage.as_str(),
+        result = report.outcome.as_str(),
+        action = report.action.as_str(),
+        detail = %report.detail.escape_debug(),
+        dns_queries = report.dns_queries,
+        "stage"
+    );
+}
