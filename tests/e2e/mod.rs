@@ -10,9 +10,11 @@
 //! delivered. Every process is owned by a guard whose `Drop` stops it,
 //! so nothing outlives a failing test; every wait is bounded.
 //!
-//! When an MTA (or `tollgate serve`) is missing, a test prints a skip line
-//! and returns, unless the environment variable `CI` is set: then it fails,
-//! so CI cannot go green by testing nothing. `.ci/run` installs everything.
+//! The tests run under the harness of [`harness`] (libtest-mimic): when an
+//! MTA, root or `tollgate serve` is missing, a test returns [`Missing`] and
+//! is reported **ignored**, with the reason, never passed; under CI (`CI`
+//! set) or with `TOLLGATE_E2E_REQUIRED=1` it fails instead, so CI cannot go
+//! green by testing nothing. `.ci/run` installs everything.
 //!
 //! Set `TOLLGATE_E2E_KEEP=1` to keep the temporary directories (configs,
 //! queues, maillog, tollgate's log) for inspection; they are also kept,
@@ -21,6 +23,7 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod harness;
 pub mod milter;
 pub mod postfix;
 pub mod sendmail;
@@ -38,25 +41,28 @@ use std::time::{Duration, Instant};
 
 use tollgate_testdns::TestDns;
 
+pub use harness::{Missing, TestResult, note};
+
 /// The longest any single wait in the harness may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// True when running under CI (`CI` set): missing tools are failures there.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+/// `Ok` when `what` is available, else [`Missing`] with `how` to get it:
+/// the test is then reported ignored (or failed under CI, see [`harness`]).
+pub fn require(available: bool, what: &str, how: &str) -> Result<(), Missing> {
+    if available {
+        Ok(())
+    } else {
+        Err(Missing(format!("{what} is not available ({how})")))
+    }
 }
 
-/// Returns true when `what` is available; otherwise fails under CI, or
-/// prints why the test is skipped and returns false.
-pub fn require(available: bool, what: &str, how: &str) -> bool {
-    if available {
-        return true;
-    }
-    if in_ci() {
-        panic!("{what} is not available, and CI is set: {how}");
-    }
-    eprintln!("SKIPPED: {what} is not available ({how}); set CI=1 to make this a failure");
-    false
+/// `Ok` when this build of tollgate can `serve`.
+pub fn require_tollgate_serve() -> Result<(), Missing> {
+    require(
+        tollgate_can_serve(),
+        "`tollgate serve`",
+        "this build of tollgate has no serve subcommand",
+    )
 }
 
 /// Polls `check` every 25 ms until it returns `Some`, or panics after `limit`

@@ -45,15 +45,17 @@ pub fn find() -> Option<Install> {
     master.is_file().then_some(Install { master, postconf })
 }
 
-/// Finds Postfix, or reports the skip (or the CI failure); also needs root.
-pub fn require() -> Option<Install> {
-    let found = find();
-    let ok = super::require(
-        found.is_some(),
-        "Postfix (postconf and master)",
-        "apt-get install postfix; see .ci/run",
-    ) && super::require(super::is_root(), "root", "Postfix must be started as root");
-    if ok { found } else { None }
+/// Finds Postfix, or says what is missing; also needs root.
+pub fn require() -> Result<Install, super::Missing> {
+    let install = find().ok_or_else(|| {
+        super::Missing(
+            "Postfix (postconf and master) is not available \
+             (apt-get install postfix; see .ci/run)"
+                .to_owned(),
+        )
+    })?;
+    super::require(super::is_root(), "root", "Postfix must be started as root")?;
+    Ok(install)
 }
 
 /// The documented main.cf snippet with the milter address replaced by
