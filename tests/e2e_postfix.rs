@@ -11,6 +11,8 @@
 //! test is listed in the `main!` at the end of this file.
 
 mod e2e;
+#[path = "e2e_postfix/forged_received_spf.rs"]
+mod forged_received_spf;
 
 use e2e::postfix::{self, Postfix};
 use e2e::{Dns, Missing, TempDir, TestResult, Tollgate, message};
@@ -18,7 +20,9 @@ use e2e::{Dns, Missing, TempDir, TestResult, Tollgate, message};
 /// The DNS world of these tests. Clients:
 /// - 192.0.2.7 = mx.example.com (FCrDNS pass), allowed by example.com's SPF;
 /// - 192.0.2.9 = relay.example.net (FCrDNS pass, HELO SPF pass), not
-///   allowed by example.com's SPF (`-all`).
+///   allowed by example.com's SPF (`-all`);
+/// - 192.0.2.66: its PTR names mx.example.com, which does not resolve back
+///   to it (FCrDNS fail); not allowed by example.com's SPF.
 ///
 /// `slow.example.com` never answers (TIMEOUT).
 const ZONE: &str = r#"
@@ -34,6 +38,8 @@ relay.example.net:
   - TXT: "v=spf1 a -all"
 9.2.0.192.in-addr.arpa:
   - PTR: relay.example.net
+66.2.0.192.in-addr.arpa:
+  - PTR: mx.example.com
 slow.example.com:
   - TIMEOUT
 percent.example.com:
@@ -542,4 +548,9 @@ e2e::harness::main!(
     dry_run_accepts_an_spf_fail_and_logs_the_reject_it_would_have_sent,
     postfix_answers_451_4_7_1_when_tollgate_hangs_past_milter_command_timeout,
     percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign,
+    forged_received_spf::forged_received_spf_is_never_topmost_in_normal_mode,
+    forged_received_spf::forged_received_spf_is_never_topmost_in_dry_run_when_fcrdns_decides,
+    forged_received_spf::forged_received_spf_is_never_topmost_for_postmaster_when_fcrdns_refuses,
+    forged_received_spf::forged_received_spf_is_never_topmost_with_reject_at_rcpt_for_an_exempt_recipient,
+    forged_received_spf::received_spf_fields_are_taken_apart_by_key,
 );

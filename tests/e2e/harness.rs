@@ -128,7 +128,10 @@ pub fn run(tests: &[Test]) -> ExitCode {
     NOCAPTURE.store(args.nocapture, Ordering::Relaxed);
     let trials = tests
         .iter()
-        .map(|&(name, test)| Trial::ignorable_test(name, move || run_one(test)))
+        .map(|&(name, test)| {
+            // `stringify!` of a path may space its `::`.
+            Trial::ignorable_test(name.replace(' ', ""), move || run_one(test))
+        })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if IGNORED_AT_RUN_TIME.load(Ordering::Relaxed) {
@@ -142,10 +145,10 @@ pub fn run(tests: &[Test]) -> ExitCode {
 }
 
 /// `fn main` for a test binary whose tests are the functions named:
-/// `e2e::harness::main!(test_a, test_b);`. A test function left out of
+/// `e2e::harness::main!(test_a, module::test_b);`, named as written. A test function left out of
 /// the list is dead code, which clippy (`-D warnings`) refuses.
 macro_rules! main {
-    ($($test:ident),+ $(,)?) => {
+    ($($test:path),+ $(,)?) => {
         fn main() -> std::process::ExitCode {
             e2e::harness::run(&[$(
                 (stringify!($test), $test as fn() -> e2e::harness::TestResult),

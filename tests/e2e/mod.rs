@@ -24,6 +24,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod mail;
 pub mod milter;
 pub mod postfix;
 pub mod sendmail;
@@ -42,6 +43,7 @@ use std::time::{Duration, Instant};
 use tollgate_testdns::TestDns;
 
 pub use harness::{Missing, TestResult, note};
+pub use mail::{Message, message, wait_for_delivery};
 
 /// The longest any single wait in the harness may take.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -454,105 +456,6 @@ pub fn tollgate_config(dns: &Dns, extra: &str) -> String {
     )
 }
 
-/// A delivered message: its raw text, split into header fields.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// The whole message as stored.
-    pub raw: String,
-}
-
-impl Message {
-    /// The header fields in order, each unfolded into one line `Name: value`.
-    pub fn headers(&self) -> Vec<String> {
-        let mut fields: Vec<String> = Vec::new();
-        for line in self.raw.lines() {
-            let line = line.trim_end_matches('\r');
-            if line.is_empty() {
-                break;
-            }
-            if line.starts_with(' ') || line.starts_with('\t') {
-                if let Some(last) = fields.last_mut() {
-                    last.push(' ');
-                    last.push_str(line.trim());
-                }
-                continue;
-            }
-            if fields.is_empty() && line.starts_with("From ") {
-                continue; // mbox separator
-            }
-            fields.push(line.to_owned());
-        }
-        fields
-    }
-
-    /// The names of the header fields, in order.
-    pub fn header_names(&self) -> Vec<String> {
-        self.headers()
-            .iter()
-            .map(|h| h.split(':').next().unwrap_or("").to_owned())
-            .collect()
-    }
-
-    /// The fields named `name` (case-insensitive), unfolded.
-    pub fn fields(&self, name: &str) -> Vec<String> {
-        self.headers()
-            .into_iter()
-            .filter(|h| {
-                h.split(':')
-                    .next()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
-            .collect()
-    }
-
-    /// Position of the first field named `name`.
-    pub fn position(&self, name: &str) -> Option<usize> {
-        self.header_names()
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(name))
-    }
-}
-
-/// Reads the messages under `dir` (files, recursively) whose text contains
-/// `marker`, waiting up to [`WAIT`] for at least one.
-pub fn wait_for_delivery(dir: &Path, marker: &str) -> Vec<Message> {
-    wait_for(
-        WAIT,
-        &format!("a message containing {marker:?} under {}", dir.display()),
-        || {
-            let found = messages_containing(dir, marker);
-            (!found.is_empty()).then_some(found)
-        },
-    )
-}
-
-/// The files under `dir` (recursively) whose text contains `marker`.
-pub fn messages_containing(dir: &Path, marker: &str) -> Vec<Message> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
-            if p.is_dir() {
-                // A Maildir's tmp/ holds messages still being written.
-                if p.file_name().is_some_and(|n| n != "tmp") {
-                    stack.push(p);
-                }
-            } else if let Ok(bytes) = fs::read(&p) {
-                let raw = String::from_utf8_lossy(&bytes).into_owned();
-                if raw.contains(marker) {
-                    out.push(Message { raw });
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Looks up a user's uid and gid in /etc/passwd.
 pub fn user_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
@@ -587,17 +490,4 @@ pub fn make_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) {
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// A message with a unique marker in its Subject (and `extra_headers`,
-/// each ending in a newline, on top).
-pub fn message(marker: &str, extra_headers: &str) -> String {
-    format!(
-        "{extra_headers}From: Alice <alice@example.com>\n\
-         To: Bob <bob@example.org>\n\
-         Subject: {marker}\n\
-         Message-ID: <{marker}@example.com>\n\
-         \n\
-         Hello from {marker}.\n"
-    )
 }
