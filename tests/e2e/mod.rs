@@ -69,14 +69,21 @@ pub fn require_tollgate_serve() -> Result<(), Missing> {
 
 /// Polls `check` every 25 ms until it returns `Some`, or panics after `limit`
 /// with `what` in the message.
-pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_or_none(limit, check)
+        .unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, or gives `None`
+/// after `limit`.
+pub fn wait_for_or_none<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
+            return None;
         }
         std::thread::sleep(Duration::from_millis(25));
     }

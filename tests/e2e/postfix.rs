@@ -236,6 +236,24 @@ impl Postfix {
         fs::read_to_string(&self.maillog).unwrap_or_default()
     }
 
+    /// Waits for the first line of Postfix's log that contains `needle`
+    /// and returns it. The log is written by postlogd, after the SMTP
+    /// reply the test already read, so it is waited for (at most [`WAIT`]).
+    pub fn log_line(&self, needle: &str) -> String {
+        let found = super::wait_for_or_none(WAIT, || {
+            self.log()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no line with {needle:?} in Postfix's log within {WAIT:?}:\n{}",
+                self.log()
+            )
+        })
+    }
+
     /// Stops the instance now (it is also stopped on drop).
     pub fn stop(&mut self) {
         self.master.stop();
