@@ -9,13 +9,15 @@
 //! zone gives 127.0.0.1 a PTR (mail.example.net) and SPF records that do
 //! or do not cover it.
 //!
-//! Without Sendmail unpacked (or without root) the tests print a skip
-//! line, unless `CI` is set: then they fail. See tests/e2e/mod.rs.
+//! Without Sendmail unpacked (or without root) the tests are reported ignored,
+//! with the reason, unless `CI` or `TOLLGATE_E2E_REQUIRED=1` is set: then
+//! they fail. The harness is tests/e2e/harness.rs (`harness = false`): a
+//! test is listed in the `main!` at the end of this file.
 
 mod e2e;
 
 use e2e::sendmail::{self, Sendmail};
-use e2e::{Dns, TempDir, Tollgate, message};
+use e2e::{Dns, Missing, TempDir, TestResult, Tollgate, message};
 
 /// The DNS world: 127.0.0.1 sends as HELO mail.example.net (which resolves
 /// to it, and whose SPF allows it); example.com's SPF allows 127.0.0.1,
@@ -49,15 +51,9 @@ struct World {
     _dir: TempDir,
 }
 
-fn world(label: &str) -> Option<World> {
+fn world(label: &str) -> Result<World, Missing> {
     let install = sendmail::require()?;
-    if !e2e::require(
-        e2e::tollgate_can_serve(),
-        "`tollgate serve`",
-        "this build of tollgate has no serve subcommand",
-    ) {
-        return None;
-    }
+    e2e::require_tollgate_serve()?;
     let dir = TempDir::new(label);
     let dns = Dns::start(ZONE);
     // Loopback is trusted by default; here the client is loopback.
@@ -67,7 +63,7 @@ fn world(label: &str) -> Option<World> {
     );
     let socket = format!("inet:{}@127.0.0.1", tollgate.addr.port());
     let sendmail = Sendmail::start(&install, dir.path(), &sendmail::documented_snippet(&socket));
-    Some(World {
+    Ok(World {
         sendmail,
         tollgate,
         _dns: dns,
@@ -75,11 +71,8 @@ fn world(label: &str) -> Option<World> {
     })
 }
 
-#[test]
-fn sendmail_sends_the_macros_tollgate_reads_with_the_documented_mc() {
-    let Some(install) = sendmail::require() else {
-        return;
-    };
+fn sendmail_sends_the_macros_tollgate_reads_with_the_documented_mc() -> TestResult {
+    let install = sendmail::require()?;
     let dir = TempDir::new("sm-macros");
     let recorder = e2e::milter::Recorder::start();
     let socket = format!("inet:{}@127.0.0.1", recorder.addr.port());
@@ -104,7 +97,7 @@ fn sendmail_sends_the_macros_tollgate_reads_with_the_documented_mc() {
         .map(|e| format!("{} {} {:?} {:?}", e.connection, e.command, e.args, e.macros))
         .collect::<Vec<_>>()
         .join("\n");
-    eprintln!("milter events:\n{dump}");
+    e2e::note(format_args!("milter events:\n{dump}"));
     let connect = events
         .iter()
         .rfind(|e| e.command == 'C')
@@ -130,13 +123,11 @@ fn sendmail_sends_the_macros_tollgate_reads_with_the_documented_mc() {
         mail.macros.get("i").is_some_and(|i| !i.is_empty()),
         "{dump}"
     );
+    Ok(())
 }
 
-#[test]
-fn spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted() {
-    let Some(w) = world("sm-spf-fail") else {
-        return;
-    };
+fn spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted() -> TestResult {
+    let w = world("sm-spf-fail")?;
     let mut smtp = w.sendmail.connect();
     smtp.ehlo("mail.example.net");
     assert_eq!(
@@ -169,13 +160,11 @@ fn spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted()
     let spf = delivered[0].fields("Received-SPF");
     assert_eq!(spf.len(), 1, "{:?}", delivered[0].headers());
     assert!(spf[0].starts_with("Received-SPF: fail"), "{}", spf[0]);
+    Ok(())
 }
 
-#[test]
-fn dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt() {
-    let Some(w) = world("sm-timeout") else {
-        return;
-    };
+fn dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt() -> TestResult {
+    let w = world("sm-timeout")?;
     let mut smtp = w.sendmail.connect();
     smtp.ehlo("mail.example.net");
     assert_eq!(
@@ -193,13 +182,12 @@ fn dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt() {
         smtp.show()
     );
     smtp.quit();
+    Ok(())
 }
 
-#[test]
-fn accepted_mail_carries_received_spf_and_authentication_results_once_above_sendmail_received() {
-    let Some(w) = world("sm-accept") else {
-        return;
-    };
+fn accepted_mail_carries_received_spf_and_authentication_results_once_above_sendmail_received()
+-> TestResult {
+    let w = world("sm-accept")?;
     let mut smtp = w.sendmail.connect();
     smtp.ehlo("mail.example.net");
     assert_eq!(smtp.mail("alice@example.com").code, 250, "{}", smtp.show());
@@ -216,7 +204,10 @@ fn accepted_mail_carries_received_spf_and_authentication_results_once_above_send
     assert_eq!(delivered.len(), 1);
     let m = &delivered[0];
     let names = m.header_names();
-    eprintln!("delivered headers:\n{}", m.headers().join("\n"));
+    e2e::note(format_args!(
+        "delivered headers:\n{}",
+        m.headers().join("\n")
+    ));
     let spf = m.fields("Received-SPF");
     assert_eq!(spf.len(), 1, "{names:?}");
     assert!(spf[0].starts_with("Received-SPF: pass"), "{}", spf[0]);
@@ -246,13 +237,11 @@ fn accepted_mail_carries_received_spf_and_authentication_results_once_above_send
         ],
         "{names:?}"
     );
+    Ok(())
 }
 
-#[test]
-fn forged_authentication_results_with_our_authserv_id_are_removed_and_others_kept() {
-    let Some(w) = world("sm-forged-ar") else {
-        return;
-    };
+fn forged_authentication_results_with_our_authserv_id_are_removed_and_others_kept() -> TestResult {
+    let w = world("sm-forged-ar")?;
     let forged = format!(
         "Authentication-Results: {AUTHSERV_ID}; spf=pass smtp.mailfrom=forged.example\n\
          Authentication-Results: other.example.net; spf=pass smtp.mailfrom=upstream.example\n"
@@ -280,18 +269,16 @@ fn forged_authentication_results_with_our_authserv_id_are_removed_and_others_kep
         "{ar:#?}"
     );
     assert!(ar[1].contains("other.example.net;"), "{ar:#?}");
+    Ok(())
 }
 
-#[test]
-fn sendmail_answers_451_4_3_2_when_tollgate_dies_mid_session() {
-    let Some(mut w) = world("sm-killed") else {
-        return;
-    };
+fn sendmail_answers_451_4_3_2_when_tollgate_dies_mid_session() -> TestResult {
+    let mut w = world("sm-killed")?;
     let mut smtp = w.sendmail.connect();
     smtp.ehlo("mail.example.net");
     w.tollgate.kill();
     let mail = smtp.mail("alice@example.com");
-    eprintln!("{}", smtp.show());
+    e2e::note(format_args!("{}", smtp.show()));
     // F=T: the filter is unavailable, so Sendmail tempfails.
     assert_eq!(
         mail.first(),
@@ -300,20 +287,12 @@ fn sendmail_answers_451_4_3_2_when_tollgate_dies_mid_session() {
         smtp.show()
     );
     smtp.quit();
+    Ok(())
 }
 
-#[test]
-fn a_milter_listed_after_tollgate_sees_its_headers_as_opendmarc_would() {
-    let Some(install) = sendmail::require() else {
-        return;
-    };
-    if !e2e::require(
-        e2e::tollgate_can_serve(),
-        "`tollgate serve`",
-        "no serve subcommand",
-    ) {
-        return;
-    }
+fn a_milter_listed_after_tollgate_sees_its_headers_as_opendmarc_would() -> TestResult {
+    let install = sendmail::require()?;
+    e2e::require_tollgate_serve()?;
     let dir = TempDir::new("sm-order");
     let dns = Dns::start(ZONE);
     let tollgate = Tollgate::start(
@@ -348,7 +327,10 @@ fn a_milter_listed_after_tollgate_sees_its_headers_as_opendmarc_would() {
         .filter(|e| e.command == 'L')
         .map(|e| e.args.join(": "))
         .collect();
-    eprintln!("headers seen by the second milter:\n{}", headers.join("\n"));
+    e2e::note(format_args!(
+        "headers seen by the second milter:\n{}",
+        headers.join("\n")
+    ));
     // Sendmail hands the message to the filters one after the other, each
     // with the changes of the ones before: a filter listed after tollgate
     // (OpenDMARC) sees its Authentication-Results and Received-SPF.
@@ -362,13 +344,11 @@ fn a_milter_listed_after_tollgate_sees_its_headers_as_opendmarc_would() {
         headers.iter().any(|h| h.starts_with("Received-SPF: pass")),
         "{headers:#?}"
     );
+    Ok(())
 }
 
-#[test]
-fn sendmail_tempfails_with_4_3_2_when_no_milter_listens_and_f_t_is_set() {
-    let Some(install) = sendmail::require() else {
-        return;
-    };
+fn sendmail_tempfails_with_4_3_2_when_no_milter_listens_and_f_t_is_set() -> TestResult {
+    let install = sendmail::require()?;
     let dir = TempDir::new("sm-nomilter");
     let dead = format!("inet:{}@127.0.0.1", e2e::free_port());
     let sm = Sendmail::start(&install, dir.path(), &sendmail::documented_snippet(&dead));
@@ -382,13 +362,11 @@ fn sendmail_tempfails_with_4_3_2_when_no_milter_listens_and_f_t_is_set() {
         smtp.show()
     );
     smtp.quit();
+    Ok(())
 }
 
-#[test]
-fn percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign() {
-    let Some(w) = world("sm-percent") else {
-        return;
-    };
+fn percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign() -> TestResult {
+    let w = world("sm-percent")?;
     let mut smtp = w.sendmail.connect();
     smtp.ehlo("mail.example.net");
     smtp.mail("forger@percent.example.com");
@@ -400,4 +378,17 @@ fn percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign() {
         smtp.show()
     );
     smtp.quit();
+    Ok(())
 }
+
+e2e::harness::main!(
+    sendmail_sends_the_macros_tollgate_reads_with_the_documented_mc,
+    spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted,
+    dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt,
+    accepted_mail_carries_received_spf_and_authentication_results_once_above_sendmail_received,
+    forged_authentication_results_with_our_authserv_id_are_removed_and_others_kept,
+    sendmail_answers_451_4_3_2_when_tollgate_dies_mid_session,
+    a_milter_listed_after_tollgate_sees_its_headers_as_opendmarc_would,
+    sendmail_tempfails_with_4_3_2_when_no_milter_listens_and_f_t_is_set,
+    percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign,
+);

@@ -10,9 +10,11 @@
 //! delivered. Every process is owned by a guard whose `Drop` stops it,
 //! so nothing outlives a failing test; every wait is bounded.
 //!
-//! When an MTA (or `tollgate serve`) is missing, a test prints a skip line
-//! and returns, unless the environment variable `CI` is set: then it fails,
-//! so CI cannot go green by testing nothing. `.ci/run` installs everything.
+//! The tests run under the harness of [`harness`] (libtest-mimic): when an
+//! MTA, root or `tollgate serve` is missing, a test returns [`Missing`] and
+//! is reported **ignored**, with the reason, never passed; under CI (`CI`
+//! set) or with `TOLLGATE_E2E_REQUIRED=1` it fails instead, so CI cannot go
+//! green by testing nothing. `.ci/run` installs everything.
 //!
 //! Set `TOLLGATE_E2E_KEEP=1` to keep the temporary directories (configs,
 //! queues, maillog, tollgate's log) for inspection; they are also kept,
@@ -21,6 +23,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod harness;
+pub mod mail;
 pub mod milter;
 pub mod postfix;
 pub mod sendmail;
@@ -38,37 +42,48 @@ use std::time::{Duration, Instant};
 
 use tollgate_testdns::TestDns;
 
+pub use harness::{Missing, TestResult, note};
+pub use mail::{Message, message, wait_for_delivery};
+
 /// The longest any single wait in the harness may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// True when running under CI (`CI` set): missing tools are failures there.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+/// `Ok` when `what` is available, else [`Missing`] with `how` to get it:
+/// the test is then reported ignored (or failed under CI, see [`harness`]).
+pub fn require(available: bool, what: &str, how: &str) -> Result<(), Missing> {
+    if available {
+        Ok(())
+    } else {
+        Err(Missing(format!("{what} is not available ({how})")))
+    }
 }
 
-/// Returns true when `what` is available; otherwise fails under CI, or
-/// prints why the test is skipped and returns false.
-pub fn require(available: bool, what: &str, how: &str) -> bool {
-    if available {
-        return true;
-    }
-    if in_ci() {
-        panic!("{what} is not available, and CI is set: {how}");
-    }
-    eprintln!("SKIPPED: {what} is not available ({how}); set CI=1 to make this a failure");
-    false
+/// `Ok` when this build of tollgate can `serve`.
+pub fn require_tollgate_serve() -> Result<(), Missing> {
+    require(
+        tollgate_can_serve(),
+        "`tollgate serve`",
+        "this build of tollgate has no serve subcommand",
+    )
 }
 
 /// Polls `check` every 25 ms until it returns `Some`, or panics after `limit`
 /// with `what` in the message.
-pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_or_none(limit, check)
+        .unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, or gives `None`
+/// after `limit`.
+pub fn wait_for_or_none<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
+            return None;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -448,105 +463,6 @@ pub fn tollgate_config(dns: &Dns, extra: &str) -> String {
     )
 }
 
-/// A delivered message: its raw text, split into header fields.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// The whole message as stored.
-    pub raw: String,
-}
-
-impl Message {
-    /// The header fields in order, each unfolded into one line `Name: value`.
-    pub fn headers(&self) -> Vec<String> {
-        let mut fields: Vec<String> = Vec::new();
-        for line in self.raw.lines() {
-            let line = line.trim_end_matches('\r');
-            if line.is_empty() {
-                break;
-            }
-            if line.starts_with(' ') || line.starts_with('\t') {
-                if let Some(last) = fields.last_mut() {
-                    last.push(' ');
-                    last.push_str(line.trim());
-                }
-                continue;
-            }
-            if fields.is_empty() && line.starts_with("From ") {
-                continue; // mbox separator
-            }
-            fields.push(line.to_owned());
-        }
-        fields
-    }
-
-    /// The names of the header fields, in order.
-    pub fn header_names(&self) -> Vec<String> {
-        self.headers()
-            .iter()
-            .map(|h| h.split(':').next().unwrap_or("").to_owned())
-            .collect()
-    }
-
-    /// The fields named `name` (case-insensitive), unfolded.
-    pub fn fields(&self, name: &str) -> Vec<String> {
-        self.headers()
-            .into_iter()
-            .filter(|h| {
-                h.split(':')
-                    .next()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-            })
-            .collect()
-    }
-
-    /// Position of the first field named `name`.
-    pub fn position(&self, name: &str) -> Option<usize> {
-        self.header_names()
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(name))
-    }
-}
-
-/// Reads the messages under `dir` (files, recursively) whose text contains
-/// `marker`, waiting up to [`WAIT`] for at least one.
-pub fn wait_for_delivery(dir: &Path, marker: &str) -> Vec<Message> {
-    wait_for(
-        WAIT,
-        &format!("a message containing {marker:?} under {}", dir.display()),
-        || {
-            let found = messages_containing(dir, marker);
-            (!found.is_empty()).then_some(found)
-        },
-    )
-}
-
-/// The files under `dir` (recursively) whose text contains `marker`.
-pub fn messages_containing(dir: &Path, marker: &str) -> Vec<Message> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
-            if p.is_dir() {
-                // A Maildir's tmp/ holds messages still being written.
-                if p.file_name().is_some_and(|n| n != "tmp") {
-                    stack.push(p);
-                }
-            } else if let Ok(bytes) = fs::read(&p) {
-                let raw = String::from_utf8_lossy(&bytes).into_owned();
-                if raw.contains(marker) {
-                    out.push(Message { raw });
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Looks up a user's uid and gid in /etc/passwd.
 pub fn user_ids(user: &str) -> Option<(u32, u32)> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
@@ -581,17 +497,4 @@ pub fn make_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) {
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// A message with a unique marker in its Subject (and `extra_headers`,
-/// each ending in a newline, on top).
-pub fn message(marker: &str, extra_headers: &str) -> String {
-    format!(
-        "{extra_headers}From: Alice <alice@example.com>\n\
-         To: Bob <bob@example.org>\n\
-         Subject: {marker}\n\
-         Message-ID: <{marker}@example.com>\n\
-         \n\
-         Hello from {marker}.\n"
-    )
 }

@@ -45,15 +45,17 @@ pub fn find() -> Option<Install> {
     master.is_file().then_some(Install { master, postconf })
 }
 
-/// Finds Postfix, or reports the skip (or the CI failure); also needs root.
-pub fn require() -> Option<Install> {
-    let found = find();
-    let ok = super::require(
-        found.is_some(),
-        "Postfix (postconf and master)",
-        "apt-get install postfix; see .ci/run",
-    ) && super::require(super::is_root(), "root", "Postfix must be started as root");
-    if ok { found } else { None }
+/// Finds Postfix, or says what is missing; also needs root.
+pub fn require() -> Result<Install, super::Missing> {
+    let install = find().ok_or_else(|| {
+        super::Missing(
+            "Postfix (postconf and master) is not available \
+             (apt-get install postfix; see .ci/run)"
+                .to_owned(),
+        )
+    })?;
+    super::require(super::is_root(), "root", "Postfix must be started as root")?;
+    Ok(install)
 }
 
 /// The documented main.cf snippet with the milter address replaced by
@@ -232,6 +234,24 @@ impl Postfix {
     /// Postfix's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.maillog).unwrap_or_default()
+    }
+
+    /// Waits for the first line of Postfix's log that contains `needle`
+    /// and returns it. The log is written by postlogd, after the SMTP
+    /// reply the test already read, so it is waited for (at most [`WAIT`]).
+    pub fn log_line(&self, needle: &str) -> String {
+        let found = super::wait_for_or_none(WAIT, || {
+            self.log()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no line with {needle:?} in Postfix's log within {WAIT:?}:\n{}",
+                self.log()
+            )
+        })
     }
 
     /// Stops the instance now (it is also stopped on drop).

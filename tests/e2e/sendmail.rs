@@ -91,16 +91,16 @@ pub fn find() -> Result<Install, String> {
     })
 }
 
-/// Finds Sendmail, or reports the skip (or the CI failure); also needs root.
-pub fn require() -> Option<Install> {
-    let found = find();
-    let why = found.as_ref().err().cloned().unwrap_or_default();
-    let ok = super::require(
-        found.is_ok(),
-        "Sendmail (unpacked Debian packages), m4 and unshare",
-        &format!("{why}; run tests/e2e/install-sendmail.sh as root, see .ci/run"),
-    ) && super::require(super::is_root(), "root", "Sendmail must be started as root");
-    if ok { found.ok() } else { None }
+/// Finds Sendmail, or says what is missing; also needs root.
+pub fn require() -> Result<Install, super::Missing> {
+    let install = find().map_err(|why| {
+        super::Missing(format!(
+            "Sendmail (unpacked Debian packages), m4 and unshare are not available \
+             ({why}; run tests/e2e/install-sendmail.sh as root, see .ci/run)"
+        ))
+    })?;
+    super::require(super::is_root(), "root", "Sendmail must be started as root")?;
+    Ok(install)
 }
 
 /// The documented .mc lines with the milter socket replaced by `socket`
