@@ -341,3 +341,29 @@ async fn json_output_keeps_the_contract_shape() {
     assert!(text.contains("spf-helo      softfail   tag"), "{text}");
     assert!(text.contains("verdict: accept"), "{text}");
 }
+
+#[tokio::test]
+async fn control_characters_from_dns_are_escaped_in_the_text_report() {
+    // Regression: `check --format text` printed CR, LF and ESC from DNS data raw.
+    let zone = "ctl.example.com:\n  - TXT: \"v=spf1 ip4:192.0.2.0/24\\r\\nverdict: accept\\e[2J -all\"\n\
+                6.2.0.192.in-addr.arpa:\n  - PTR: \"a\\r\\nb.example.com\"\n  - PTR: \"c.example.com\"\n";
+    let dns = TestDns::start(parse_zone(zone).expect("zone parses"))
+        .await
+        .expect("testdns starts");
+    let r = check(
+        &dns,
+        "192.0.2.6",
+        Some("ctl.example.com"),
+        Some("a@ctl.example.com"),
+    )
+    .await;
+    let text = render_text(&r);
+    for line in text.lines() {
+        assert!(
+            !line.chars().any(char::is_control),
+            "a control character reached the terminal: {line:?}"
+        );
+    }
+    assert!(!text.lines().any(|l| l.starts_with("verdict: accept\\e")));
+    assert!(text.contains("\\r\\n"), "{text}");
+}

@@ -217,16 +217,31 @@ fn stage_json(r: &StageReport) -> Value {
     v
 }
 
+/// Text from the client or from DNS made safe for a terminal: control
+/// characters (CR, LF, ESC …) escaped, so a TXT record or PTR name cannot
+/// forge a line of the report or drive the terminal.
+fn safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The report for people.
 pub fn render_text(report: &CheckReport) -> String {
     let mut out = String::new();
     let c = &report.client;
     let _ = write!(out, "client {}", c.ip);
     if let Some(helo) = &c.helo {
-        let _ = write!(out, ", HELO {helo}");
+        let _ = write!(out, ", HELO {}", safe(helo));
     }
     if let Some(sender) = &c.sender {
-        let _ = write!(out, ", MAIL FROM <{sender}>");
+        let _ = write!(out, ", MAIL FROM <{}>", safe(sender));
     }
     out.push_str("\n\n");
     for r in &report.evaluation.stages {
@@ -236,16 +251,21 @@ pub fn render_text(report: &CheckReport) -> String {
             r.stage.as_str(),
             r.outcome.as_str(),
             r.action.as_str(),
-            r.detail
+            safe(&r.detail)
         );
         if let Some(info) = &r.fcrdns
             && info.ptr_names.len() > 1
         {
-            let _ = writeln!(out, "{:<34}PTR names: {}", "", info.ptr_names.join(", "));
+            let _ = writeln!(
+                out,
+                "{:<34}PTR names: {}",
+                "",
+                safe(&info.ptr_names.join(", "))
+            );
         }
         if let Some(spf) = &r.spf {
             if let Some(exp) = spf.explanation.as_ref().filter(|e| !e.from_domain) {
-                let _ = writeln!(out, "{:<34}explanation: {}", "", exp.text);
+                let _ = writeln!(out, "{:<34}explanation: {}", "", safe(&exp.text));
             }
             let _ = writeln!(
                 out,
@@ -253,7 +273,7 @@ pub fn render_text(report: &CheckReport) -> String {
                 "", spf.lookups, spf.void_lookups
             );
             for q in &spf.trace {
-                let _ = writeln!(out, "{:<34}  {q}", "");
+                let _ = writeln!(out, "{:<34}  {}", "", safe(&q.to_string()));
             }
         }
     }
@@ -261,7 +281,7 @@ pub fn render_text(report: &CheckReport) -> String {
     match (&report.verdict.reply, report.verdict.stage) {
         (Some(reply), Some(stage)) => {
             let _ = writeln!(out, "verdict: {} at {stage}", report.verdict.action_str());
-            let _ = writeln!(out, "reply:   {reply}");
+            let _ = writeln!(out, "reply:   {}", safe(&reply.to_string()));
         }
         (_, Some(stage)) => {
             let _ = writeln!(out, "verdict: {} ({stage})", report.verdict.action_str());
@@ -273,9 +293,22 @@ pub fn render_text(report: &CheckReport) -> String {
     if report.verdict.reply.is_none() && !report.headers.is_empty() {
         out.push_str("headers:\n");
         for (name, value) in &report.headers {
-            let _ = writeln!(out, "  {name}: {value}");
+            let _ = writeln!(out, "  {name}: {}", safe(value));
         }
     }
     let _ = writeln!(out, "DNS queries: {}", report.evaluation.dns_queries());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe;
+
+    #[test]
+    fn dns_text_cannot_forge_report_lines_or_drive_the_terminal() {
+        // Regression: `check --format text` printed CR/LF and ESC from DNS data raw.
+        let s = safe("ok\r\nverdict: accept\u{1b}[2J");
+        assert!(!s.chars().any(char::is_control), "{s}");
+        assert_eq!(s, "ok\\r\\nverdict: accept\\u{1b}[2J");
+    }
 }
