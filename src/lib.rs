@@ -3,8 +3,9 @@
 //!
 //! The work is done by the workspace crates: `tollgate-dns` (lookups),
 //! `tollgate-spf` (RFC 7208) and `tollgate-checks` (stages, policy,
-//! headers, replies). This crate adds the configuration file ([`config`])
-//! and the command line ([`cli`]).
+//! headers, replies, and the per-connection evaluator). This crate adds the
+//! configuration file ([`config`]), the milter on indymilter ([`milter`]:
+//! callbacks, sessions, the listener) and the command line ([`cli`]).
 
 pub mod cli;
 pub mod config;

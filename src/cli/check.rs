@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tollgate_checks::{Checker, Client, Evaluation, Mode, StageReport, Verdict, headers};
-use tollgate_dns::{HickoryLookup, ResolverOptions};
+use tollgate_dns::{HickoryLookup, ResolverError, ResolverOptions};
 use tollgate_spf::Options;
 
 use crate::config::{Config, ConfigError, parse_nameserver};
@@ -63,7 +63,7 @@ pub enum CheckError {
     Argument(String),
     /// The resolver could not be set up.
     #[error("cannot set up DNS: {0}")]
-    Resolver(String),
+    Resolver(#[from] ResolverError),
 }
 
 /// What `tollgate check` found.
@@ -85,12 +85,7 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
     };
-    let mut dns = ResolverOptions {
-        nameservers: config.dns.nameservers.clone(),
-        timeout: config.dns.timeout,
-        attempts: config.dns.attempts,
-        cache_size: config.dns.cache_size,
-    };
+    let mut dns = ResolverOptions::from(&config.dns);
     if !args.nameservers.is_empty() {
         dns.nameservers = Some(
             args.nameservers
@@ -112,7 +107,7 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
                 ))
             })?;
     }
-    let lookup = HickoryLookup::new(dns).map_err(|e| CheckError::Resolver(e.to_string()))?;
+    let lookup = HickoryLookup::new(dns)?;
     let options = Options {
         receiver: config.checks.receiver.clone(),
         trace: true,

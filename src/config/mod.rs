@@ -6,6 +6,7 @@
 
 mod duration;
 mod raw;
+mod resolver;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

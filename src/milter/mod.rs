@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tollgate_checks::Checker;
-use tollgate_dns::{HickoryLookup, ResolverOptions};
+use tollgate_dns::{HickoryLookup, ResolverError, ResolverOptions};
 
 use crate::config::{Config, ConfigError, Dns, Listen};
 
@@ -37,7 +37,7 @@ pub enum ServeError {
     },
     /// The resolver could not be set up.
     #[error("cannot set up DNS: {0}")]
-    Resolver(String),
+    Resolver(#[from] ResolverError),
     /// The milter stopped accepting connections.
     #[error("milter failed: {0}")]
     Io(#[from] std::io::Error),
@@ -63,13 +63,7 @@ impl Shared {
 }
 
 fn resolver(dns: &Dns) -> Result<HickoryLookup, ServeError> {
-    HickoryLookup::new(ResolverOptions {
-        nameservers: dns.nameservers.clone(),
-        timeout: dns.timeout,
-        attempts: dns.attempts,
-        cache_size: dns.cache_size,
-    })
-    .map_err(|e| ServeError::Resolver(e.to_string()))
+    Ok(HickoryLookup::new(ResolverOptions::from(dns))?)
 }
 
 /// State shared by every connection.
