@@ -1,8 +1,9 @@
 //! The indymilter callbacks: a short table of registrations, each calling
 //! one named handler that takes the [`Session`] out of the context, runs
 //! the session's step inside the connection span, and puts it back. The
-//! stages run where the shared design (`design.md`, "Stages, cheapest
-//! first") puts them: skip lists and the FCrDNS lookup at CONNECT;
+//! stages run where the evaluator (`tollgate_checks::Evaluator`, whose
+//! crate documentation has the stage table) puts them: skip lists and the
+//! FCrDNS lookup at CONNECT;
 //! helo-syntax, the fcrdns verdict, helo-dns and spf-helo at HELO;
 //! spf-mailfrom at MAIL; the reply at RCPT (or as early as possible);
 //! headers at end of message.

@@ -37,10 +37,7 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
         comment_text(&receiver),
         comment_text(&comment)
     );
-    let bare_from = envelope_from
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>');
+    let bare_from = crate::strip_brackets(envelope_from);
     // RFC 5321 §4.5.3.1.3: a path has at most 256 octets; a longer one is
     // not shown rather than shown wrong.
     if !bare_from.is_empty() && bare_from.len() <= 256 {
