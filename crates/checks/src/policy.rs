@@ -93,7 +93,10 @@ pub fn results_of(stage: Stage) -> &'static [Outcome] {
     match stage {
         Stage::Skip => &[Skipped, None],
         Stage::HeloSyntax => &[Pass, Fail, None],
+        Stage::Dnsbl => &[Pass, Listed, Allowed, TempError],
         Stage::Fcrdns => &[Pass, Fail, PermError, TempError],
+        Stage::RdnsName => &[Pass, Generic, None],
+        Stage::SenderDomain => &[Pass, Fail, NullMx, Unroutable, TempError],
         Stage::HeloDns => &[Pass, Mismatch, Fail, None, TempError],
         Stage::SpfHelo | Stage::SpfMailfrom => {
             &[Pass, Fail, SoftFail, Neutral, None, PermError, TempError]
@@ -110,9 +113,20 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         use Action::*;
-        use Outcome::{Fail, PermError, SoftFail, TempError};
-        let table: [(Stage, &[(Outcome, Action)]); 5] = [
+        use Outcome::{Fail, Listed, NullMx, PermError, SoftFail, TempError, Unroutable};
+        let table: [(Stage, &[(Outcome, Action)]); 8] = [
             (Stage::HeloSyntax, &[(Fail, Reject)]),
+            (Stage::Dnsbl, &[(Listed, Reject), (TempError, Tag)]),
+            (Stage::RdnsName, &[]),
+            (
+                Stage::SenderDomain,
+                &[
+                    (Fail, Reject),
+                    (NullMx, Reject),
+                    (Unroutable, Reject),
+                    (TempError, Tempfail),
+                ],
+            ),
             (
                 Stage::Fcrdns,
                 &[(Fail, Reject), (PermError, Reject), (TempError, Tempfail)],

@@ -16,35 +16,49 @@ pub enum Stage {
     Skip,
     /// HELO syntax and claims, without DNS.
     HeloSyntax,
+    /// The client address on DNS block lists (or allow lists).
+    Dnsbl,
     /// Forward-confirmed reverse DNS of the client.
     Fcrdns,
+    /// Whether the confirmed reverse name is a real one, not a generic pool name.
+    RdnsName,
     /// Whether the HELO name resolves, and to the client.
     HeloDns,
     /// SPF for the HELO identity.
     SpfHelo,
+    /// Whether the MAIL FROM domain can receive mail (exists, no null MX,
+    /// routable MX hosts).
+    SenderDomain,
     /// SPF for the MAIL FROM identity.
     SpfMailfrom,
 }
 
 impl Stage {
     /// Every stage, cheapest first.
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 9] = [
         Stage::Skip,
         Stage::HeloSyntax,
+        Stage::Dnsbl,
         Stage::Fcrdns,
+        Stage::RdnsName,
         Stage::HeloDns,
         Stage::SpfHelo,
+        Stage::SenderDomain,
         Stage::SpfMailfrom,
     ];
 
-    /// The stable name: `skip`, `helo-syntax`, `fcrdns`, `helo-dns`, `spf-helo`, `spf-mailfrom`.
+    /// The stable name: `skip`, `helo-syntax`, `dnsbl`, `fcrdns`,
+    /// `rdns-name`, `helo-dns`, `spf-helo`, `sender-domain`, `spf-mailfrom`.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Skip => "skip",
             Stage::HeloSyntax => "helo-syntax",
+            Stage::Dnsbl => "dnsbl",
             Stage::Fcrdns => "fcrdns",
+            Stage::RdnsName => "rdns-name",
             Stage::HeloDns => "helo-dns",
             Stage::SpfHelo => "spf-helo",
+            Stage::SenderDomain => "sender-domain",
             Stage::SpfMailfrom => "spf-mailfrom",
         }
     }
@@ -69,7 +83,9 @@ impl FromStr for Stage {
 
 /// The result of a stage. SPF stages use the RFC 7208 keywords, `fcrdns`
 /// the RFC 8601 iprev ones; `mismatch` is helo-dns's "resolves, but not to
-/// the client", `skipped` is the skip stage's "on a list".
+/// the client", `skipped` is the skip stage's "on a list"; `listed` and
+/// `allowed` are dnsbl's, `generic` rdns-name's, `nullmx` and
+/// `unroutable` sender-domain's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
     /// The check succeeded.
@@ -90,11 +106,22 @@ pub enum Outcome {
     Mismatch,
     /// skip: the client or message is exempt from checks.
     Skipped,
+    /// dnsbl: a block list lists the client.
+    Listed,
+    /// dnsbl: an allow list lists the client (exempt from later stages).
+    Allowed,
+    /// rdns-name: the confirmed name is a generic (end-user pool) name.
+    Generic,
+    /// sender-domain: the domain publishes a null MX (RFC 7505).
+    NullMx,
+    /// sender-domain: every MX host resolves only to addresses that are
+    /// not routable on the internet (loopback, private, link-local, reserved).
+    Unroutable,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Pass,
         Outcome::Fail,
         Outcome::SoftFail,
@@ -104,6 +131,11 @@ impl Outcome {
         Outcome::TempError,
         Outcome::Mismatch,
         Outcome::Skipped,
+        Outcome::Listed,
+        Outcome::Allowed,
+        Outcome::Generic,
+        Outcome::NullMx,
+        Outcome::Unroutable,
     ];
 
     /// The lower-case keyword.
@@ -118,6 +150,11 @@ impl Outcome {
             Outcome::TempError => "temperror",
             Outcome::Mismatch => "mismatch",
             Outcome::Skipped => "skipped",
+            Outcome::Listed => "listed",
+            Outcome::Allowed => "allowed",
+            Outcome::Generic => "generic",
+            Outcome::NullMx => "nullmx",
+            Outcome::Unroutable => "unroutable",
         }
     }
 }
