@@ -237,8 +237,17 @@ impl<L: Lookup> Checker<L> {
 
     /// fcrdns, within `deadline`.
     pub async fn fcrdns(&self, ip: IpAddr, deadline: Instant) -> StageReport {
+        self.fcrdns_with(&self.lookup, ip, deadline).await
+    }
+
+    pub(crate) async fn fcrdns_with<M: Lookup>(
+        &self,
+        lookup: &M,
+        ip: IpAddr,
+        deadline: Instant,
+    ) -> StageReport {
         let queries = AtomicU32::new(0);
-        let lookup = Counted::new(&self.lookup, &queries);
+        let lookup = Counted::new(lookup, &queries);
         let found = timeout_at(deadline, fcrdns::check(&lookup, ip)).await.ok();
         let queries = queries.load(Ordering::Relaxed);
         let Some(finding) = found else {
@@ -263,8 +272,18 @@ impl<L: Lookup> Checker<L> {
 
     /// helo-dns, within `deadline`.
     pub async fn helo_dns(&self, ip: IpAddr, helo: &str, deadline: Instant) -> StageReport {
+        self.helo_dns_with(&self.lookup, ip, helo, deadline).await
+    }
+
+    pub(crate) async fn helo_dns_with<M: Lookup>(
+        &self,
+        lookup: &M,
+        ip: IpAddr,
+        helo: &str,
+        deadline: Instant,
+    ) -> StageReport {
         let queries = AtomicU32::new(0);
-        let lookup = Counted::new(&self.lookup, &queries);
+        let lookup = Counted::new(lookup, &queries);
         let found = timeout_at(deadline, helo::dns(&lookup, helo, ip))
             .await
             .ok();
@@ -290,9 +309,19 @@ impl<L: Lookup> Checker<L> {
 
     /// spf-helo, within `deadline`.
     pub async fn spf_helo(&self, ip: IpAddr, helo: &str, deadline: Instant) -> StageReport {
+        self.spf_helo_with(&self.lookup, ip, helo, deadline).await
+    }
+
+    pub(crate) async fn spf_helo_with<M: Lookup>(
+        &self,
+        lookup: &M,
+        ip: IpAddr,
+        helo: &str,
+        deadline: Instant,
+    ) -> StageReport {
         let sender = MailFrom::parse("");
         let out = self
-            .check_spf(ip, Identity::Helo, &sender, helo, deadline)
+            .check_spf(lookup, ip, Identity::Helo, &sender, helo, deadline)
             .await;
         self.spf_report(Stage::SpfHelo, out)
     }
@@ -308,6 +337,19 @@ impl<L: Lookup> Checker<L> {
         helo_output: Option<&SpfOutput>,
         deadline: Instant,
     ) -> StageReport {
+        self.spf_mailfrom_with(&self.lookup, ip, helo, sender, helo_output, deadline)
+            .await
+    }
+
+    pub(crate) async fn spf_mailfrom_with<M: Lookup>(
+        &self,
+        lookup: &M,
+        ip: IpAddr,
+        helo: &str,
+        sender: &MailFrom,
+        helo_output: Option<&SpfOutput>,
+        deadline: Instant,
+    ) -> StageReport {
         let out = match helo_output {
             Some(out) if sender.is_null() && out.helo == helo => {
                 let mut reused = out.clone();
@@ -315,11 +357,11 @@ impl<L: Lookup> Checker<L> {
                 reused
             }
             _ if sender.is_null() => {
-                self.check_spf(ip, Identity::Helo, sender, helo, deadline)
+                self.check_spf(lookup, ip, Identity::Helo, sender, helo, deadline)
                     .await
             }
             _ => {
-                self.check_spf(ip, Identity::MailFrom, sender, helo, deadline)
+                self.check_spf(lookup, ip, Identity::MailFrom, sender, helo, deadline)
                     .await
             }
         };
@@ -328,8 +370,9 @@ impl<L: Lookup> Checker<L> {
 
     /// check_host for one identity within `deadline`; a cut is a temperror
     /// that still counts the queries made.
-    async fn check_spf(
+    async fn check_spf<M: Lookup>(
         &self,
+        lookup: &M,
         ip: IpAddr,
         identity: Identity,
         sender: &MailFrom,
@@ -337,10 +380,7 @@ impl<L: Lookup> Checker<L> {
         deadline: Instant,
     ) -> SpfOutput {
         let queries = AtomicU32::new(0);
-        let spf = Spf::new(
-            Counted::new(&self.lookup, &queries),
-            self.spf_options.clone(),
-        );
+        let spf = Spf::new(Counted::new(lookup, &queries), self.spf_options.clone());
         let spf_sender = sender.spf_sender(helo);
         let found = timeout_at(deadline, spf.check_host(ip, identity, &spf_sender, helo))
             .await

@@ -27,12 +27,15 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tollgate_dns::Lookup;
 
+use crate::memo::Memo;
 use crate::{Checker, Evaluation, MailFrom, Mode, SkipReason, Stage, StageReport, Verdict};
 
 /// The evaluation of one SMTP connection and its current message.
 #[derive(Debug)]
 pub struct Evaluator<L> {
     checker: Arc<Checker<L>>,
+    /// This connection's answers: one question asked once.
+    memo: Arc<Memo<L>>,
     mode: Mode,
     /// The client address; `None` for a local client (skipped).
     ip: Option<IpAddr>,
@@ -58,6 +61,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
     /// An evaluator for a new connection, with `checker`'s settings.
     pub fn new(checker: Arc<Checker<L>>, mode: Mode) -> Self {
         Evaluator {
+            memo: Arc::new(Memo::new(Arc::clone(&checker))),
             checker,
             mode,
             ip: None,
@@ -89,11 +93,11 @@ impl<L: Lookup + 'static> Evaluator<L> {
         if self.stops_at_skip() || !self.enabled(Stage::Fcrdns) {
             return;
         }
-        let checker = Arc::clone(&self.checker);
-        let deadline = checker.deadline();
-        self.fcrdns = Some(tokio::spawn(
-            async move { checker.fcrdns(ip, deadline).await },
-        ));
+        let memo = Arc::clone(&self.memo);
+        let deadline = self.checker.deadline();
+        self.fcrdns = Some(tokio::spawn(async move {
+            memo.checker().fcrdns_with(&*memo, ip, deadline).await
+        }));
     }
 
     /// HELO/EHLO: the skip for listed HELO names, helo-syntax, the fcrdns
@@ -129,11 +133,17 @@ impl<L: Lookup + 'static> Evaluator<L> {
         }
         self.collect_fcrdns().await;
         if !self.stopped() && self.enabled(Stage::HeloDns) {
-            let report = self.checker.helo_dns(ip, helo, deadline).await;
+            let report = self
+                .checker
+                .helo_dns_with(&*self.memo, ip, helo, deadline)
+                .await;
             self.push_conn(report);
         }
         if !self.stopped() && self.enabled(Stage::SpfHelo) {
-            let report = self.checker.spf_helo(ip, helo, deadline).await;
+            let report = self
+                .checker
+                .spf_helo_with(&*self.memo, ip, helo, deadline)
+                .await;
             self.push_conn(report);
         }
     }
@@ -231,7 +241,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
         let deadline = self.checker.deadline();
         let report = self
             .checker
-            .spf_mailfrom(ip, helo, sender, helo_spf, deadline)
+            .spf_mailfrom_with(&*self.memo, ip, helo, sender, helo_spf, deadline)
             .await;
         self.queries += report.dns_queries;
         trace_report(&report);
