@@ -324,12 +324,13 @@ async fn json_output_keeps_the_contract_shape() {
         [
             "helo-syntax",
             "fcrdns",
+            "rdns-name",
             "helo-dns",
             "spf-helo",
             "spf-mailfrom"
         ]
     );
-    let helo = &json["stages"][3];
+    let helo = &json["stages"][4];
     assert_eq!(helo["result"], "softfail");
     assert_eq!(helo["domain"], "mx-out.example.com");
     assert_eq!(helo["mechanism"], "~all");

@@ -111,9 +111,14 @@ impl Evaluation {
         self.stages.iter().find(|r| r.is_decisive())
     }
 
-    /// The skip reason, if a skip list matched.
+    /// The skip reason, if a skip exempts the whole message.
     pub fn skipped(&self) -> Option<&SkipReason> {
-        self.stages.iter().find_map(|r| r.skip.as_ref())
+        self.skips().find(|reason| !reason.is_partial())
+    }
+
+    /// Every skip that matched, whole or partial (a trusted forwarder).
+    pub fn skips(&self) -> impl Iterator<Item = &SkipReason> {
+        self.stages.iter().filter_map(|r| r.skip.as_ref())
     }
 
     /// The report of a stage, if it ran.
@@ -268,6 +273,59 @@ impl<L: Lookup> Checker<L> {
         );
         report.fcrdns = Some(finding.info);
         report
+    }
+
+    /// rdns-name, from the fcrdns report: is the forward-confirmed name a
+    /// real one, or a generic end-user pool name? No DNS of its own.
+    pub fn rdns_name(&self, fcrdns: &StageReport) -> StageReport {
+        let info = fcrdns.fcrdns.as_ref();
+        let ip = info.map_or_else(|| "the client".to_owned(), |i| i.ip.to_string());
+        let (outcome, detail) = match info.and_then(|i| i.confirmed.as_deref()) {
+            None => (
+                Outcome::None,
+                format!("{ip} has no forward-confirmed reverse name"),
+            ),
+            Some(name) => match info.and_then(|i| i.generic.as_deref()) {
+                Some(why) => (
+                    Outcome::Generic,
+                    format!(
+                        "reverse DNS name {name} of {ip} looks like an end-user pool name ({why}); \
+                         a mail server needs a name of its own"
+                    ),
+                ),
+                None => (
+                    Outcome::Pass,
+                    format!("reverse DNS name {name} of {ip} is not a generic pool name"),
+                ),
+            },
+        };
+        self.report(Stage::RdnsName, outcome, detail, Enhanced::REVERSE_DNS, 0)
+    }
+
+    /// The first trusted forwarder (`skip.forwarders`) whose SPF record the
+    /// client passes, checked within `deadline`.
+    pub(crate) async fn forwarder_with<M: Lookup>(
+        &self,
+        lookup: &M,
+        ip: IpAddr,
+        deadline: Instant,
+    ) -> Option<StageReport> {
+        for domain in &self.settings.skip.forwarders {
+            let sender = MailFrom::parse(&format!("postmaster@{domain}"));
+            let out = self
+                .check_spf(lookup, ip, Identity::MailFrom, &sender, domain, deadline)
+                .await;
+            if out.result == SpfResult::Pass {
+                let reason = SkipReason::Forwarder {
+                    ip: canonical(ip),
+                    domain: domain.clone(),
+                };
+                let mut report = StageReport::skipped(reason);
+                report.dns_queries = out.queries;
+                return Some(report);
+            }
+        }
+        None
     }
 
     /// helo-dns, within `deadline`.

@@ -51,6 +51,10 @@ pub struct Evaluator<L> {
     sender: Option<MailFrom>,
     /// The message's skip: authenticated sender, listed sender domain.
     msg_skip: Option<StageReport>,
+    /// A trusted forwarder the client passes (checked once per
+    /// connection, at the first MAIL FROM): the MAIL FROM stages are not
+    /// enforced.
+    forwarder: Option<Option<StageReport>>,
     /// Reports of the message stages.
     msg: Vec<StageReport>,
     /// DNS queries not yet handed out by [`take_queries`](Self::take_queries).
@@ -71,6 +75,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
             conn: Vec::new(),
             sender: None,
             msg_skip: None,
+            forwarder: None,
             msg: Vec::new(),
             queries: 0,
         }
@@ -131,7 +136,10 @@ impl<L: Lookup + 'static> Evaluator<L> {
             let report = self.checker.helo_syntax(ip, helo);
             self.push_conn(report);
         }
-        self.collect_fcrdns().await;
+        self.collect_connect().await;
+        if self.stops_at_skip() {
+            return;
+        }
         if !self.stopped() && self.enabled(Stage::HeloDns) {
             let report = self
                 .checker
@@ -172,8 +180,12 @@ impl<L: Lookup + 'static> Evaluator<L> {
                 return;
             }
         }
-        self.collect_fcrdns().await;
-        if !self.stopped() {
+        self.collect_connect().await;
+        if self.stops_at_skip() {
+            return;
+        }
+        self.check_forwarder(ip).await;
+        if !self.stopped() && (self.forwarder().is_none() || self.mode == Mode::All) {
             self.run_mailfrom(ip).await;
         }
     }
@@ -199,7 +211,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
         if self.skip().is_some() || self.sender.is_none() {
             return;
         }
-        self.collect_fcrdns().await;
+        self.collect_connect().await;
         if self.report(Stage::SpfMailfrom).is_none() {
             self.run_mailfrom(ip).await;
         }
@@ -208,7 +220,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
     /// Collects every lookup started in the background (for a report of
     /// a connection that gave neither HELO nor MAIL FROM).
     pub async fn settle(&mut self) {
-        self.collect_fcrdns().await;
+        self.collect_connect().await;
     }
 
     /// Ends the current message (after its end, RSET or a new MAIL FROM).
@@ -223,6 +235,20 @@ impl<L: Lookup + 'static> Evaluator<L> {
         if let Some(task) = self.fcrdns.take() {
             task.abort();
         }
+    }
+
+    /// The trusted forwarder the client passes, once per connection.
+    async fn check_forwarder(&mut self, ip: IpAddr) {
+        if self.forwarder.is_some() || self.checker.settings().skip.forwarders.is_empty() {
+            return;
+        }
+        let deadline = self.checker.deadline();
+        let found = self.checker.forwarder_with(&*self.memo, ip, deadline).await;
+        if let Some(report) = &found {
+            self.queries += report.dns_queries;
+            trace_report(report);
+        }
+        self.forwarder = Some(found);
     }
 
     async fn run_mailfrom(&mut self, ip: IpAddr) {
@@ -243,22 +269,44 @@ impl<L: Lookup + 'static> Evaluator<L> {
             .checker
             .spf_mailfrom_with(&*self.memo, ip, helo, sender, helo_spf, deadline)
             .await;
+        let mut report = report;
+        if let Some(why) = self.forwarder().and_then(|r| r.skip.as_ref()) {
+            not_enforced(&mut report, &why.to_string());
+        }
         self.queries += report.dns_queries;
         trace_report(&report);
         self.msg.push(report);
     }
 
-    async fn collect_fcrdns(&mut self) {
+    /// The lookups started at CONNECT, collected in stage order: fcrdns,
+    /// then what depends on it (a listed confirmed name, rdns-name).
+    async fn collect_connect(&mut self) {
         let Some(task) = self.fcrdns.take() else {
             return;
         };
-        match task.await {
-            Ok(report) => {
-                // fcrdns comes after helo-syntax and before the HELO stages
-                // that follow it.
-                self.push_conn(report);
+        let report = match task.await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::warn!(error = %e, "fcrdns lookup task failed");
+                return;
             }
-            Err(e) => tracing::warn!(error = %e, "fcrdns lookup task failed"),
+        };
+        let confirmed = report
+            .fcrdns
+            .as_ref()
+            .and_then(|i| i.confirmed.as_deref())
+            .and_then(|name| self.checker.settings().skip.client_name(name));
+        let rdns = self.checker.rdns_name(&report);
+        // fcrdns comes after helo-syntax and before the HELO stages.
+        self.push_conn(report);
+        if let Some(reason) = confirmed {
+            self.conn_skip = Some(StageReport::skipped(reason));
+            if self.mode == Mode::StopEarly {
+                return;
+            }
+        }
+        if !self.stopped() && self.enabled(Stage::RdnsName) {
+            self.push_conn(rdns);
         }
     }
 
@@ -304,6 +352,12 @@ impl<L> Evaluator<L> {
         self.conn_skip.as_ref().or(self.msg_skip.as_ref())
     }
 
+    /// The trusted forwarder the client passes, if any: its MAIL FROM
+    /// stages are not enforced.
+    pub fn forwarder(&self) -> Option<&StageReport> {
+        self.forwarder.as_ref().and_then(Option::as_ref)
+    }
+
     /// The reports of the stages that ran (not the skip), in stage order.
     pub fn reports(&self) -> impl Iterator<Item = &StageReport> {
         self.conn.iter().chain(self.msg.iter())
@@ -329,7 +383,12 @@ impl<L> Evaluator<L> {
 
     /// Everything known so far: the skip, then the stages in order.
     pub fn evaluation(&self) -> Evaluation {
-        let stages = self.skip().into_iter().chain(self.reports()).cloned();
+        let stages = self
+            .skip()
+            .into_iter()
+            .chain(self.forwarder())
+            .chain(self.reports())
+            .cloned();
         Evaluation {
             stages: stages.collect(),
         }
@@ -352,6 +411,14 @@ impl<L> Drop for Evaluator<L> {
             task.abort();
         }
     }
+}
+
+/// A report whose result is shown but not acted on (a trusted
+/// forwarder's MAIL FROM stages).
+fn not_enforced(report: &mut StageReport, why: &str) {
+    report.action = crate::Action::Tag;
+    report.reply = None;
+    report.detail.push_str(&format!(" (not enforced: {why})"));
 }
 
 fn trace_report(report: &StageReport) {

@@ -38,6 +38,37 @@ pub enum SkipReason {
     },
     /// The MTA gave no client address (a local submission).
     NoClientAddress,
+    /// The client's forward-confirmed reverse name is on the skip list.
+    ClientNameListed {
+        /// The confirmed name.
+        name: String,
+        /// The list entry it matched.
+        entry: String,
+    },
+    /// A DNS allow list lists the client.
+    AllowListed {
+        /// The client.
+        ip: IpAddr,
+        /// The list's zone.
+        zone: String,
+    },
+    /// The client passes the SPF record of a trusted forwarder: the MAIL
+    /// FROM stages (sender-domain, spf-mailfrom) are not enforced; the
+    /// other stages are.
+    Forwarder {
+        /// The client.
+        ip: IpAddr,
+        /// The forwarder's domain.
+        domain: String,
+    },
+}
+
+impl SkipReason {
+    /// Whether this skip exempts only the MAIL FROM stages (a trusted
+    /// forwarder), not the whole message.
+    pub fn is_partial(&self) -> bool {
+        matches!(self, SkipReason::Forwarder { .. })
+    }
 }
 
 impl fmt::Display for SkipReason {
@@ -52,6 +83,19 @@ impl fmt::Display for SkipReason {
                 write!(f, "sender domain {domain} is listed ({entry})")
             }
             SkipReason::NoClientAddress => f.write_str("local client without an IP address"),
+            SkipReason::ClientNameListed { name, entry } => {
+                write!(
+                    f,
+                    "client name {name} (forward-confirmed) is listed ({entry})"
+                )
+            }
+            SkipReason::AllowListed { ip, zone } => {
+                write!(f, "client {ip} is on the allow list {zone}")
+            }
+            SkipReason::Forwarder { ip, domain } => write!(
+                f,
+                "client {ip} passes SPF for the trusted forwarder {domain}: MAIL FROM checks not enforced"
+            ),
         }
     }
 }
@@ -68,6 +112,13 @@ pub struct SkipLists {
     pub helo_names: Vec<String>,
     /// Sender domains to skip, with the same matching as `helo_names`.
     pub sender_domains: Vec<String>,
+    /// Forward-confirmed client names to skip, with the same matching:
+    /// only a name that fcrdns confirmed counts (a PTR alone can be set by
+    /// whoever holds the address block).
+    pub client_names: Vec<String>,
+    /// Domains of trusted forwarders: a client that passes one's SPF
+    /// record is exempt from the MAIL FROM stages.
+    pub forwarders: Vec<String>,
 }
 
 impl Default for SkipLists {
@@ -80,6 +131,8 @@ impl Default for SkipLists {
             authenticated: true,
             helo_names: Vec::new(),
             sender_domains: Vec::new(),
+            client_names: Vec::new(),
+            forwarders: Vec::new(),
         }
     }
 }
@@ -111,6 +164,14 @@ impl SkipLists {
     pub fn helo(&self, helo: &str) -> Option<SkipReason> {
         find_name(&self.helo_names, helo).map(|entry| SkipReason::HeloListed {
             helo: helo.to_owned(),
+            entry: entry.to_owned(),
+        })
+    }
+
+    /// Why a forward-confirmed client name is exempt, if it is.
+    pub fn client_name(&self, confirmed: &str) -> Option<SkipReason> {
+        find_name(&self.client_names, confirmed).map(|entry| SkipReason::ClientNameListed {
+            name: confirmed.to_owned(),
             entry: entry.to_owned(),
         })
     }

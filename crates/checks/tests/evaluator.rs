@@ -140,6 +140,7 @@ async fn a_fast_helo_runs_every_stage_within_the_budget() {
         [
             (Stage::HeloSyntax, Outcome::Pass),
             (Stage::Fcrdns, Outcome::Pass),
+            (Stage::RdnsName, Outcome::Pass),
             (Stage::HeloDns, Outcome::Pass),
             (Stage::SpfHelo, Outcome::Fail),
         ]
