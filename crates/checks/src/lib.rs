@@ -19,6 +19,7 @@ mod fcrdns;
 mod generic;
 pub mod headers;
 mod helo;
+pub mod lint;
 mod pipeline;
 mod policy;
 pub mod reply;
