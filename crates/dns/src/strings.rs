@@ -137,7 +137,10 @@ mod tests {
             "example.com",
             RecordData::Txt(vec!["v=spf1 ip4:192.0.2.0/24".into(), "-all".into()]),
         );
-        zone.add("only99.example.com", RecordData::Spf(vec!["v=spf1 -all".into()]));
+        zone.add(
+            "only99.example.com",
+            RecordData::Spf(vec!["v=spf1 -all".into()]),
+        );
         let txt = block_on(zone.lookup_strings("example.com", TextType::Txt)).unwrap();
         assert_eq!(
             txt,
