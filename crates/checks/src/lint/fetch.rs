@@ -91,9 +91,10 @@ pub(crate) fn select(
                 Code::AnswerNeedsTcp,
                 domain,
                 format!(
-                    "the TXT answer for {domain} is about {size} octets ({} records), over \
-                     the {UDP_LIMIT} of a plain UDP answer: receivers must retry over TCP",
-                    records.len()
+                    "the TXT answer for {domain} is about {size} octets ({} TXT record{}), \
+                     over the {UDP_LIMIT} of a plain UDP answer: receivers must retry over TCP",
+                    records.len(),
+                    if records.len() == 1 { "" } else { "s" }
                 ),
             );
         }
@@ -125,7 +126,7 @@ fn check_published(domain: &str, text: &str, strings: &CharacterStrings, out: &m
             domain,
             format!(
                 "the record at {domain} starts with \"{}\", not \"v=spf1\"",
-                head_n(text, 6)
+                text.get(..6).unwrap_or(text)
             ),
         );
     }
@@ -220,12 +221,8 @@ pub(crate) fn is_term(text: &str) -> bool {
 
 /// The start of a text, for quoting.
 pub(crate) fn head(text: &str) -> String {
-    head_n(text, 60)
-}
-
-fn head_n(text: &str, n: usize) -> String {
-    let mut out: String = text.chars().take(n).collect();
-    if text.chars().nth(n).is_some() {
+    let mut out: String = text.chars().take(60).collect();
+    if text.chars().nth(60).is_some() {
         out.push('…');
     }
     out
