@@ -32,7 +32,12 @@ async fn exit_status_is_0_clean_1_errors_2_unchecked() {
     let dns = server().await;
     assert_eq!(binary(&dns, &["good.example.com"]).await.0, 0);
     assert_eq!(binary(&dns, &["chain.example.com"]).await.0, 1);
-    assert_eq!(binary(&dns, &["good.example.com", "--ip", "198.51.100.1"]).await.0, 1);
+    assert_eq!(
+        binary(&dns, &["good.example.com", "--ip", "198.51.100.1"])
+            .await
+            .0,
+        1
+    );
     assert_eq!(binary(&dns, &["slow.example.com"]).await.0, 2);
     // Not a domain name: could not check.
     assert_eq!(binary(&dns, &["bad..example.com"]).await.0, 2);
@@ -44,9 +49,15 @@ async fn strict_makes_warnings_count_as_errors() {
     assert_eq!(binary(&dns, &["near.example.com"]).await.0, 0);
     let (status, text) = binary(&dns, &["near.example.com", "--strict"]).await;
     assert_eq!(status, 1);
-    assert!(text.contains("warnings count as errors (--strict)"), "{text}");
+    assert!(
+        text.contains("warnings count as errors (--strict)"),
+        "{text}"
+    );
     // Notes alone never fail, even strict.
-    assert_eq!(binary(&dns, &["overlap.example.com", "--strict"]).await.0, 0);
+    assert_eq!(
+        binary(&dns, &["overlap.example.com", "--strict"]).await.0,
+        0
+    );
 }
 
 #[tokio::test]
@@ -69,21 +80,42 @@ async fn json_output_keeps_the_contract_shape() {
     let v: Value = serde_json::from_str(&out).expect("one JSON object");
     assert_eq!(
         keys(&v),
-        set(&["domain", "record", "lookups", "void_lookups", "tree", "findings", "ips", "helo"])
+        set(&[
+            "domain",
+            "record",
+            "lookups",
+            "void_lookups",
+            "tree",
+            "findings",
+            "ips",
+            "helo"
+        ])
     );
     assert_eq!(v["domain"], "bigsender.example.com");
-    assert_eq!(v["record"], "v=spf1 include:_spf.bigsender.example.com -all");
+    assert_eq!(
+        v["record"],
+        "v=spf1 include:_spf.bigsender.example.com -all"
+    );
     assert_eq!(v["lookups"], serde_json::json!({"used": 1, "limit": 10}));
-    assert_eq!(v["void_lookups"], serde_json::json!({"used": 0, "limit": 2}));
+    assert_eq!(
+        v["void_lookups"],
+        serde_json::json!({"used": 0, "limit": 2})
+    );
     let root = &v["tree"][0];
-    assert_eq!(keys(root), set(&["domain", "record", "lookups", "children"]));
+    assert_eq!(
+        keys(root),
+        set(&["domain", "record", "lookups", "children"])
+    );
     assert_eq!(root["lookups"], 1);
     assert_eq!(root["children"][0]["domain"], "_spf.bigsender.example.com");
     assert_eq!(root["children"][0]["children"], serde_json::json!([]));
     let findings = v["findings"].as_array().unwrap();
     assert!(!findings.is_empty());
     for f in findings {
-        assert_eq!(keys(f), set(&["severity", "code", "message", "where", "rfc", "fix"]));
+        assert_eq!(
+            keys(f),
+            set(&["severity", "code", "message", "where", "rfc", "fix"])
+        );
         assert!(["error", "warning", "info"].contains(&f["severity"].as_str().unwrap()));
     }
     let helo_warning = findings
@@ -99,7 +131,10 @@ async fn json_output_keeps_the_contract_shape() {
                             "mechanism": "include:_spf.bigsender.example.com"}])
     );
     let helo = &v["helo"];
-    assert_eq!(keys(helo), set(&["name", "record", "results", "resolves_to_ip", "fcrdns"]));
+    assert_eq!(
+        keys(helo),
+        set(&["name", "record", "results", "resolves_to_ip", "fcrdns"])
+    );
     assert_eq!(helo["record"], "v=spf1 a ~all");
     assert_eq!(
         helo["results"],
@@ -129,9 +164,18 @@ async fn text_output_explains_each_finding_with_its_fix() {
     let dns = server().await;
     let report = lint(&dns, "chain.example.com", &[], None).await;
     let text = render_text(&report, false);
-    assert!(text.starts_with("chain.example.com: v=spf1 include:c1.example.com -all\n"), "{text}");
-    assert!(text.contains("DNS lookups 12 of 10, void lookups 0 of 2"), "{text}");
-    assert!(text.contains("include tree:\n  chain.example.com [1 lookup]"), "{text}");
+    assert!(
+        text.starts_with("chain.example.com: v=spf1 include:c1.example.com -all\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DNS lookups 12 of 10, void lookups 0 of 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("include tree:\n  chain.example.com [1 lookup]"),
+        "{text}"
+    );
     assert!(
         text.contains("error    too-many-lookups at include:c11.example.com (RFC 7208 §4.6.4)"),
         "{text}"
@@ -154,7 +198,10 @@ async fn control_characters_in_dns_data_are_escaped_in_text() {
     let report = lint(&dns, "evil.example.com", &[], None).await;
     assert!(report.has(code("syntax-error")), "{:#?}", report.findings);
     let text = render_text(&report, false);
-    assert!(!text.contains('\r') && !text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    assert!(
+        !text.contains('\r') && !text.contains('\x1b') && !text.contains('\x07'),
+        "{text:?}"
+    );
     for line in text.lines() {
         assert!(!line.starts_with("[2J"), "{text}");
     }
@@ -185,7 +232,13 @@ async fn large_sender_whose_helo_record_does_not_cover_itself() {
         .iter()
         .find(|f| f.code == code("helo-not-permitted"))
         .expect("helo-not-permitted");
-    assert!(warning.message.contains("strict receivers refuse mail at HELO"), "{}", warning.message);
+    assert!(
+        warning
+            .message
+            .contains("strict receivers refuse mail at HELO"),
+        "{}",
+        warning.message
+    );
     assert!(report.has(code("helo-not-resolving")));
     assert_eq!(report.status(false), Status::Clean);
     assert_eq!(report.status(true), Status::Errors);
@@ -209,7 +262,11 @@ async fn record_near_the_limit_through_three_providers() {
         .collect();
     assert_eq!(
         children,
-        [("_spf.provider-a.test", 2), ("spf.provider-b.test", 1), ("mail.provider-c.test", 2)]
+        [
+            ("_spf.provider-a.test", 2),
+            ("spf.provider-b.test", 1),
+            ("mail.provider-c.test", 2)
+        ]
     );
     assert_eq!(tree.children[0].children.len(), 2);
     assert_eq!(report.ips[0].result, SpfResult::Pass);
@@ -227,9 +284,9 @@ async fn long_record_that_needs_tcp() {
     assert!(report.record.as_ref().is_some_and(|r| r.len() > 512));
     assert_eq!(report.ips[0].result, SpfResult::Pass);
     assert!(
-        dns.queries()
-            .iter()
-            .any(|q| q.name == "long.example.com" && q.qtype == 16 && q.transport == Transport::Tcp),
+        dns.queries().iter().any(|q| q.name == "long.example.com"
+            && q.qtype == 16
+            && q.transport == Transport::Tcp),
         "no TXT query over TCP"
     );
 }
@@ -273,19 +330,41 @@ async fn hostile_zones_are_bounded_in_queries() {
     for domain in ["self.example.com", "loopa.example.com"] {
         dns.reset_counts();
         let report = lint(&dns, domain, &["192.0.2.7"], None).await;
-        assert!(report.has(code("include-loop")), "{domain}: {:#?}", report.findings);
-        assert!(dns.query_count() <= 20, "{domain}: {} queries", dns.query_count());
+        assert!(
+            report.has(code("include-loop")),
+            "{domain}: {:#?}",
+            report.findings
+        );
+        assert!(
+            dns.query_count() <= 20,
+            "{domain}: {} queries",
+            dns.query_count()
+        );
     }
 
     dns.reset_counts();
-    let report = lint(&dns, "mxflood.example.com", &["192.0.2.100"], Some("mx.example.com")).await;
-    assert_ne!(report.status(false), Status::Clean, "{:#?}", report.findings);
+    let report = lint(
+        &dns,
+        "mxflood.example.com",
+        &["192.0.2.100"],
+        Some("mx.example.com"),
+    )
+    .await;
+    assert_ne!(
+        report.status(false),
+        Status::Clean,
+        "{:#?}",
+        report.findings
+    );
     assert!(dns.query_count() <= 60, "{} queries", dns.query_count());
 
     dns.reset_counts();
     let (status, out) = binary(&dns, &["big64.example.com", "--ip", "192.0.2.7"]).await;
     assert_eq!(status, 1, "{out}");
-    assert!(out.contains("record-too-long") && out.contains("answer-needs-tcp"), "{out}");
+    assert!(
+        out.contains("record-too-long") && out.contains("answer-needs-tcp"),
+        "{out}"
+    );
     assert!(out.contains("192.0.2.7        fail"), "{out}");
     assert!(dns.query_count() <= 10, "{} queries", dns.query_count());
 }
