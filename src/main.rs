@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tollgate::cli::{check, health, serve};
+use tollgate::cli::{check, health, lint, serve};
 
 /// A milter that turns away forged and bot mail at CONNECT, HELO and MAIL FROM.
 #[derive(Debug, Parser)]
@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run every check for one client and show what the milter would do.
     Check(check::CheckArgs),
+    /// Check a domain's SPF setup from the sender's side (exit 0 clean, 1 errors, 2 could not check).
+    Lint(lint::LintArgs),
     /// Run the milter.
     Serve(serve::ServeArgs),
     /// Check that the milter of a configuration answers (for health checks).
@@ -41,6 +43,20 @@ async fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("tollgate check: {e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Lint(args) => match lint::run(&args).await {
+            Ok(report) => {
+                let text = match args.format {
+                    check::Format::Text => lint::render_text(&report, args.strict),
+                    check::Format::Json => format!("{:#}\n", lint::render_json(&report)),
+                };
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                ExitCode::from(report.status(args.strict).exit_code())
+            }
+            Err(e) => {
+                eprintln!("tollgate lint: {e}");
+                ExitCode::from(2)
             }
         },
         Command::Health(args) => match health::run(&args).await {

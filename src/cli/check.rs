@@ -85,28 +85,7 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
     };
-    let mut dns = ResolverOptions::from(&config.dns);
-    if !args.nameservers.is_empty() {
-        dns.nameservers = Some(
-            args.nameservers
-                .iter()
-                .map(|s| {
-                    parse_nameserver(s)
-                        .map_err(|e| CheckError::Argument(format!("--nameserver: {e}")))
-                })
-                .collect::<Result<_, _>>()?,
-        );
-    }
-    if let Some(secs) = args.dns_timeout {
-        dns.timeout = Duration::try_from_secs_f64(secs)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                CheckError::Argument(format!(
-                    "--dns-timeout: {secs} is not a positive number of seconds"
-                ))
-            })?;
-    }
+    let dns = resolver_options(&config, &args.nameservers, args.dns_timeout)?;
     let lookup = HickoryLookup::new(dns)?;
     let options = Options {
         receiver: config.checks.receiver.clone(),
@@ -141,6 +120,38 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
         verdict,
         headers,
     })
+}
+
+/// The resolver settings of `config`, with `--nameserver` and
+/// `--dns-timeout` applied (shared by `tollgate check` and `tollgate lint`).
+pub(crate) fn resolver_options(
+    config: &Config,
+    nameservers: &[String],
+    dns_timeout: Option<f64>,
+) -> Result<ResolverOptions, CheckError> {
+    let mut dns = ResolverOptions::from(&config.dns);
+    if !nameservers.is_empty() {
+        dns.nameservers = Some(
+            nameservers
+                .iter()
+                .map(|s| {
+                    parse_nameserver(s)
+                        .map_err(|e| CheckError::Argument(format!("--nameserver: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    if let Some(secs) = dns_timeout {
+        dns.timeout = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                CheckError::Argument(format!(
+                    "--dns-timeout: {secs} is not a positive number of seconds"
+                ))
+            })?;
+    }
+    Ok(dns)
 }
 
 /// The JSON object of docs/cli.md.

@@ -1,5 +1,6 @@
-//! The command line: `tollgate check`, `tollgate serve` and `tollgate health`.
+//! The command line: `tollgate check`, `tollgate lint`, `tollgate serve` and `tollgate health`.
 
 pub mod check;
 pub mod health;
+pub mod lint;
 pub mod serve;

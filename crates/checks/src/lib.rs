@@ -25,6 +25,7 @@ mod fcrdns;
 mod generic;
 pub mod headers;
 mod helo;
+pub mod lint;
 mod memo;
 mod names;
 mod policy;

@@ -213,6 +213,22 @@ impl Lookup for HickoryLookup {
     }
 }
 
+impl crate::TxtStrings for HickoryLookup {
+    fn lookup_strings(
+        &self,
+        name: &str,
+        rtype: crate::TextType,
+    ) -> impl Future<Output = LookupResult<Vec<crate::CharacterStrings>>> + Send {
+        let wire_type = RecordType::from(rtype.code());
+        self.resolve(name, wire_type, |d| match d {
+            RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
+            // SPF (99) comes back undecoded: its RDATA has TXT's layout.
+            RData::Unknown { rdata, .. } => crate::split_character_strings(&rdata.anything),
+            _ => None,
+        })
+    }
+}
+
 /// A TXT record's character-strings concatenated (RFC 7208 §3.3); bytes
 /// that are not UTF-8 become U+FFFD. The bytes are joined first, so a UTF-8
 /// sequence split across two strings survives.

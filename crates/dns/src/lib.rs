@@ -17,8 +17,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub mod hickory;
 pub mod memory;
 mod name;
+mod strings;
 
 pub use name::{normalize_name, reverse_name};
+pub use strings::{CharacterStrings, TextType, TxtStrings, split_character_strings};
 
 #[cfg(feature = "hickory")]
 pub use hickory::{HickoryLookup, ResolverError, ResolverOptions};
