@@ -17,7 +17,7 @@
 use std::fmt;
 
 use super::check_side::{CheckSaid, Verdict};
-use super::corpus::{Rcpt, Scenario};
+use super::corpus::{Conversation, Rcpt, Scenario};
 use super::milter_side::{Answer, MilterDid};
 
 /// Which comparison failed.
@@ -61,6 +61,8 @@ fn known_at_mail(stage: &str) -> bool {
 pub struct Expected {
     /// `None` when no HELO is sent.
     pub helo: Option<Answer>,
+    /// The answer to a repeated EHLO, when sent: the first one's.
+    pub helo_again: Option<Answer>,
     pub mail: Answer,
     pub rcpt: Option<Answer>,
     pub delivered: bool,
@@ -90,11 +92,21 @@ fn log_action(s: &Scenario, v: &Verdict) -> String {
 
 /// What the milter must do with `s`, given check's verdict.
 pub fn expected(s: &Scenario, v: &Verdict) -> Expected {
+    let mut e = expected_once(s, v);
+    if s.conversation == Conversation::EhloTwice {
+        e.helo_again = e.helo.clone();
+    }
+    e
+}
+
+/// What the milter must do with `s` if it says EHLO once.
+fn expected_once(s: &Scenario, v: &Verdict) -> Expected {
     let rcpt = s.rcpt_address();
     let helo_sent = s.helo_name().is_some();
     let helo_continues = helo_sent.then_some(Answer::Continue);
     let accepted = |disposition: &str| Expected {
         helo: helo_continues.clone(),
+        helo_again: None,
         mail: Answer::Continue,
         rcpt: Some(Answer::Continue),
         delivered: true,
@@ -115,6 +127,7 @@ pub fn expected(s: &Scenario, v: &Verdict) -> Expected {
         };
         return Expected {
             helo,
+            helo_again: None,
             mail: refuse,
             rcpt: None,
             delivered: false,
@@ -133,6 +146,7 @@ pub fn expected(s: &Scenario, v: &Verdict) -> Expected {
     };
     Expected {
         helo: helo_continues,
+        helo_again: None,
         mail: Answer::Continue,
         rcpt: Some(refuse),
         delivered: false,
@@ -168,6 +182,7 @@ pub fn compare(s: &Scenario, check: &CheckSaid, milter: &MilterDid) -> Vec<Misma
     let expected = expected(s, v);
     let did = Expected {
         helo: milter.helo.clone(),
+        helo_again: milter.helo_again.clone(),
         mail: milter.mail.clone(),
         rcpt: milter.rcpt.clone(),
         delivered: milter.headers.is_some(),
@@ -231,8 +246,12 @@ fn answer(a: &Answer) -> String {
 
 fn shown(e: &Expected) -> String {
     format!(
-        "[HELO {}, MAIL {}, RCPT {}, {}, recipients={:?}]",
+        "[HELO {}{}, MAIL {}, RCPT {}, {}, recipients={:?}]",
         e.helo.as_ref().map_or("not sent".to_owned(), answer),
+        e.helo_again
+            .as_ref()
+            .map(|a| format!(", EHLO again {}", answer(a)))
+            .unwrap_or_default(),
         answer(&e.mail),
         e.rcpt.as_ref().map_or("not sent".to_owned(), answer),
         if e.delivered {

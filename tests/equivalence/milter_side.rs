@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tollgate::config::{Config, Listen};
 use tollgate::milter::{Milter, ServeError};
 
-use super::corpus::{Policy, RECEIVER, Scenario};
+use super::corpus::{Conversation, Policy, RECEIVER, Scenario, Sender};
 
 /// How long the MTA side waits for one answer, and for a log line,
 /// before the test fails (a hang guard, not a measurement).
@@ -160,6 +160,8 @@ pub struct LogLine {
 pub struct MilterDid {
     /// `None` when the scenario sends no HELO.
     pub helo: Option<Answer>,
+    /// The answer to the repeated EHLO ([`Conversation::EhloTwice`]).
+    pub helo_again: Option<Answer>,
     pub mail: Answer,
     /// `None` when MAIL was refused (an MTA sends no RCPT then).
     pub rcpt: Option<Answer>,
@@ -173,7 +175,8 @@ fn fail(s: &Scenario, step: &str, e: impl std::fmt::Debug) -> ! {
 }
 
 /// Runs `s` through the milter at `addr`: CONNECT, HELO (if the scenario
-/// has one), MAIL (after a
+/// has one; twice, or followed by another message, as its conversation
+/// says), MAIL (after a
 /// refused HELO too, as a client that carries on would), RCPT unless MAIL
 /// was refused, end of message if all was accepted; then QUIT.
 pub async fn run(s: &Scenario, addr: SocketAddr) -> MilterDid {
@@ -192,10 +195,23 @@ pub async fn run(s: &Scenario, addr: SocketAddr) -> MilterDid {
         matches!(status, Status::Continue | Status::Noreply),
         "{s}: CONNECT answered {status:?}"
     );
-    let mut helo = None;
+    let (mut helo, mut helo_again) = (None, None);
     if let Some(name) = s.helo_name() {
-        let status = conn.helo(name).await.unwrap_or_else(|e| fail(s, "HELO", e));
+        let status = conn
+            .helo(name.as_str())
+            .await
+            .unwrap_or_else(|e| fail(s, "HELO", e));
         helo = Some(Answer::from_status(&status));
+        if s.conversation == Conversation::EhloTwice {
+            let status = conn
+                .helo(name.as_str())
+                .await
+                .unwrap_or_else(|e| fail(s, "second EHLO", e));
+            helo_again = Some(Answer::from_status(&status));
+        }
+    }
+    if s.conversation == Conversation::SecondMessage {
+        first_message(s, &mut conn).await;
     }
     let queue_id = s.queue_id();
     // The queue id, before each command it belongs to (as Sendmail sends it).
@@ -228,11 +244,38 @@ pub async fn run(s: &Scenario, addr: SocketAddr) -> MilterDid {
     let log = log_line(s, &queue_id).await;
     MilterDid {
         helo,
+        helo_again,
         mail,
         rcpt,
         headers,
         log,
     }
+}
+
+/// A message before the scenario's, on the same connection, from the
+/// passing sender: delivered when accepted, else aborted (RSET).
+async fn first_message(s: &Scenario, conn: &mut TestConnection) {
+    let queue_id = format!("{}F", s.queue_id());
+    conn.macros(MacroStage::Mail, [("i", queue_id.as_str())])
+        .await
+        .unwrap_or_else(|e| fail(s, "macros", e));
+    let sender = format!("<{}>", Sender::Pass.address());
+    let mail = conn
+        .mail([sender.as_str()])
+        .await
+        .unwrap_or_else(|e| fail(s, "first MAIL", e));
+    if mail == Status::Continue {
+        let rcpt = format!("<first@s{}.example.org>", s.id);
+        let status = conn
+            .rcpt([rcpt.as_str()])
+            .await
+            .unwrap_or_else(|e| fail(s, "first RCPT", e));
+        if status == Status::Continue {
+            end_of_message(s, conn, &queue_id).await;
+            return;
+        }
+    }
+    conn.abort().await.unwrap_or_else(|e| fail(s, "RSET", e));
 }
 
 /// End of headers and end of message; the inserted headers, unfolded.
@@ -241,7 +284,15 @@ async fn end_of_message(
     conn: &mut TestConnection,
     queue_id: &str,
 ) -> Vec<(String, String)> {
+    // Like an MTA, send only what the milter negotiated to receive.
     let opts = conn.negotiated_opts();
+    if !opts.contains(ProtoOpts::NO_DATA) {
+        let status = conn.data().await.unwrap_or_else(|e| fail(s, "DATA", e));
+        assert!(
+            matches!(status, Status::Continue | Status::Noreply),
+            "{s}: DATA answered {status:?}"
+        );
+    }
     if !opts.contains(ProtoOpts::NO_HEADER) {
         let status = conn
             .header("Subject", "equivalence")
