@@ -1,13 +1,17 @@
-//! Side (a): the real `tollgate check --format json` binary, with the
-//! same configuration file as the milter and `--nameserver` pointing at
-//! testdns, read back into a [`Verdict`] and the headers it says the
-//! milter adds.
+//! Side (a): `tollgate check --format json`, with the same configuration
+//! file as the milter and `--nameserver` pointing at testdns, read back
+//! into a [`Verdict`] and the headers it says the milter adds. It runs as
+//! the real binary, or (cheaper, for most scenarios) in this process: the
+//! same argument vector parsed by clap into `CheckArgs`, then
+//! `tollgate::cli::check::run` and `render_json`, as the binary does.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
+use clap::Parser;
 use serde_json::Value;
+use tollgate::cli::check::{CheckArgs, render_json};
 
 use super::corpus::Scenario;
 
@@ -52,11 +56,44 @@ pub fn args(s: &Scenario, config: &Path, dns: SocketAddr) -> Vec<String> {
     args
 }
 
-/// Runs `tollgate check` for `s` (in a blocking thread: it waits for DNS
-/// timeouts like the milter does).
-pub async fn run(s: &Scenario, config: &Path, dns: SocketAddr) -> CheckSaid {
+/// How `tollgate check` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The `tollgate` binary, as a process.
+    Binary,
+    /// `tollgate::cli::check` in this process.
+    Library,
+}
+
+/// `tollgate check`'s arguments, as the binary's `check` subcommand takes them.
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true)]
+struct CheckCommand {
+    #[command(flatten)]
+    args: CheckArgs,
+}
+
+/// Runs `tollgate check` for `s`.
+pub async fn run(s: &Scenario, config: &Path, dns: SocketAddr, via: Via) -> CheckSaid {
     let args = args(s, config, dns);
     let shown = args.join(" ");
+    let json = match via {
+        Via::Binary => run_binary(args, &shown).await,
+        Via::Library => {
+            let parsed = CheckCommand::try_parse_from(&args[1..])
+                .unwrap_or_else(|e| panic!("tollgate {shown}: {e}"));
+            let report = tollgate::cli::check::run(&parsed.args)
+                .await
+                .unwrap_or_else(|e| panic!("tollgate {shown}: {e}"));
+            render_json(&report)
+        }
+    };
+    parse(&json).unwrap_or_else(|e| panic!("tollgate {shown}: {e}:\n{json:#}"))
+}
+
+/// The binary's JSON (run in a blocking thread: it waits for DNS
+/// timeouts like the milter does).
+async fn run_binary(args: Vec<String>, shown: &str) -> Value {
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(&args)
@@ -71,13 +108,12 @@ pub async fn run(s: &Scenario, config: &Path, dns: SocketAddr) -> CheckSaid {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "tollgate {shown} printed no JSON ({e}):\n{}",
             String::from_utf8_lossy(&output.stdout)
         )
-    });
-    parse(&json).unwrap_or_else(|e| panic!("tollgate {shown}: {e}:\n{json:#}"))
+    })
 }
 
 fn parse(json: &Value) -> Result<CheckSaid, String> {

@@ -392,13 +392,17 @@ async fn log_line(s: &Scenario, queue_id: &str) -> LogLine {
 }
 
 fn find_log_line(queue_id: &str) -> Option<LogLine> {
-    let text = {
-        let bytes = capture().0.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
     let needle = format!("\"queue_id\":\"{queue_id}\"");
-    text.lines()
-        .filter(|l| l.contains(&needle))
+    let lines: Vec<String> = {
+        let bytes = capture().0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .map(str::to_owned)
+            .collect()
+    };
+    lines
+        .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|v| v["fields"]["message"] == "message" && v["fields"]["queue_id"] == queue_id)
         .map(|v| {
