@@ -1,8 +1,9 @@
-//! The scenario corpus: the zone testdns serves, the axes a scenario is
-//! made of (client, HELO, sender, recipient, policy) and the deterministic
-//! generation of scenarios from them: per policy, a sweep of every value
-//! of each axis against good values of the others, plus a seeded random
-//! sample of the whole cross product.
+//! The scenario corpus: the axes a scenario is made of (client, HELO,
+//! sender, recipient, conversation, policy; the zone they resolve in is in
+//! `zone.rs`) and the deterministic generation of scenarios from them: per
+//! policy, a sweep of every value of each axis against good values of the
+//! others (and, for the skip policies, of the listed sender against every
+//! client and HELO), plus a seeded random sample of the whole cross product.
 
 use std::fmt;
 use std::net::IpAddr;
