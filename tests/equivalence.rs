@@ -14,21 +14,22 @@
 //! process (less CPU on a shared machine). The main test prints a one-line
 //! summary (`cargo test --test equivalence -- --nocapture`).
 //!
-//! Disagreements found in today's code are kept in the corpus and listed
-//! in [`KNOWN`]; each has an ignored test of its own, named for it, that
-//! asserts agreement (`cargo test --test equivalence -- --ignored`), and
-//! the main test does not count them against the rest:
+//! Disagreements this test found before the single evaluator are listed
+//! in [`KNOWN`], each with a regression test of its own, named for it,
+//! that asserts agreement on the scenarios it concerned (all agree now):
 //!
-//! - headers of skipped messages: check runs every stage anyway and prints
-//!   their `Received-SPF`; the milter adds none for a trusted network or a
-//!   listed HELO, and the HELO identity's for a listed sender;
+//! - headers of skipped messages: check ran every stage anyway and printed
+//!   their `Received-SPF`; the milter added none for a trusted network or a
+//!   listed HELO, and the HELO identity's for a listed sender (now neither
+//!   adds a `Received-SPF` to skipped mail);
 //! - headers of messages delivered although the verdict refuses (dry run,
-//!   exempt recipient): the milter stops at the deciding stage, so its
-//!   headers lack the later SPF results check prints (design.md: such a
-//!   message "still gets its SPF result for the headers");
-//! - `reject_at: earliest` and a listed sender: the milter refuses HELO
-//!   for a failed connection stage, then accepts the listed sender's MAIL;
-//!   check's verdict is accept (skip).
+//!   exempt recipient): the milter stopped at the deciding stage, so its
+//!   headers lacked the SPF results check printed (now both show the
+//!   stages up to the deciding one plus spf-mailfrom);
+//! - `reject_at: earliest` and a listed sender: the milter refused HELO
+//!   for a failed connection stage, then accepted the listed sender's MAIL
+//!   while check's verdict was accept (skip) (now the refusal waits for
+//!   MAIL FROM while a sender-domain skip could still apply).
 
 #[path = "equivalence/check_side.rs"]
 mod check_side;
@@ -170,10 +171,10 @@ struct Runs {
     binary: usize,
 }
 
-/// A disagreement found in today's code: which scenarios and comparison
-/// it concerns, and the ignored test that asserts agreement.
+/// A disagreement found before the single evaluator: which scenarios and
+/// comparison it concerned, and the regression test that asserts agreement.
 struct Known {
-    /// The ignored test.
+    /// The regression test.
     test: &'static str,
     /// The scenarios it concerns.
     select: fn(&Scenario) -> bool,
@@ -181,7 +182,7 @@ struct Known {
     matches: fn(&Ran, &Mismatch) -> bool,
 }
 
-/// The disagreements between `tollgate check` and the milter today.
+/// The disagreements between `tollgate check` and the milter that were fixed.
 const KNOWN: [Known; 3] = [
     Known {
         test: "check_and_milter_agree_on_the_headers_of_skipped_messages",
@@ -332,15 +333,11 @@ async fn assert_agreement(test: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "check/milter disagree: for a skipped message check prints the Received-SPF of the stages it ran anyway; \
-            the milter adds none (trusted network, listed HELO) or the HELO identity's (listed sender)"]
 async fn check_and_milter_agree_on_the_headers_of_skipped_messages() {
     assert_agreement("check_and_milter_agree_on_the_headers_of_skipped_messages").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "check/milter disagree: under dry run and for an exempt recipient the milter stops at the deciding stage, \
-            so its headers lack the SPF results check prints (design.md: such messages still get their SPF result)"]
 async fn check_and_milter_agree_on_the_headers_of_messages_delivered_despite_a_refusal() {
     assert_agreement(
         "check_and_milter_agree_on_the_headers_of_messages_delivered_despite_a_refusal",
@@ -349,8 +346,6 @@ async fn check_and_milter_agree_on_the_headers_of_messages_delivered_despite_a_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "check/milter disagree: with reject_at: earliest the milter refuses HELO for a failed connection stage, \
-            while check's verdict for a listed sender is accept (skip), and the milter then accepts that MAIL"]
 async fn reject_at_earliest_does_not_refuse_at_helo_what_a_listed_sender_exempts() {
     assert_agreement("reject_at_earliest_does_not_refuse_at_helo_what_a_listed_sender_exempts")
         .await;

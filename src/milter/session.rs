@@ -129,7 +129,8 @@ impl Session {
     /// The reply to give now if the reply is given as early as possible.
     fn earliest(&self) -> Answer {
         let config = &self.shared.config;
-        if config.reject_at != RejectAt::Earliest || config.dry_run {
+        if config.reject_at != RejectAt::Earliest || config.dry_run || !self.eval.refusal_is_final()
+        {
             return Answer::Continue;
         }
         match self.eval.refusal().and_then(|r| r.reply.clone()) {

@@ -119,8 +119,10 @@ fn expected_once(s: &Scenario, v: &Verdict) -> Expected {
     if policy.earliest && !policy.dry_run {
         let stage = v.stage.as_deref().unwrap_or("");
         // After a refused HELO the client carries on with MAIL, which
-        // gets the same refusal; without HELO, MAIL gets it first.
-        let helo = if known_at_mail(stage) {
+        // gets the same refusal; without HELO, MAIL gets it first. With
+        // a sender-domain skip list the refusal is not final before MAIL
+        // FROM (a listed sender would be exempt), so MAIL gets it first.
+        let helo = if known_at_mail(stage) || policy.skips {
             helo_continues
         } else {
             helo_sent.then(|| refuse.clone())

@@ -373,6 +373,15 @@ impl<L> Evaluator<L> {
         self.reports().find(|r| r.is_decisive())
     }
 
+    /// Whether a refusal known now is final: once MAIL FROM is known, or
+    /// before it when no sender domain could still exempt the message
+    /// (`skip.sender_domains` is empty). SMTP AUTH is not waited for:
+    /// answering before MAIL FROM (`reject_at: earliest`) belongs on a port
+    /// where clients do not authenticate.
+    pub fn refusal_is_final(&self) -> bool {
+        self.sender.is_some() || self.checker.settings().skip.sender_domains.is_empty()
+    }
+
     /// The refusal to give, if any: none when skipped.
     pub fn refusal(&self) -> Option<&StageReport> {
         match self.skip() {

@@ -67,15 +67,15 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
 
 /// The value of an `Authentication-Results` header for the stages that
 /// ran. `skipped` is the reason the message was not checked, if it was not.
-pub fn authentication_results(
+pub fn authentication_results<'a>(
     authserv_id: &str,
-    reports: &[StageReport],
+    reports: impl IntoIterator<Item = &'a StageReport>,
     skipped: Option<&SkipReason>,
 ) -> String {
     let mut parts = Vec::new();
     // The MAIL FROM result first: it is the one DMARC reads.
     let order = [Stage::SpfMailfrom, Stage::SpfHelo, Stage::Fcrdns];
-    let mut ordered: Vec<&StageReport> = reports.iter().collect();
+    let mut ordered: Vec<&StageReport> = reports.into_iter().collect();
     ordered.sort_by_key(|r| order.iter().position(|s| *s == r.stage));
     for report in ordered {
         match report.stage {
@@ -220,8 +220,15 @@ fn comment_text(value: &str) -> String {
 
 /// The headers tollgate adds to a message, in the order they are to be
 /// inserted at the top: `Authentication-Results` above `Received-SPF`.
-/// `Received-SPF` describes the MAIL FROM identity (the HELO identity for
-/// the null sender, or when MAIL FROM was not checked).
+///
+/// They describe what the milter evaluated: the stages up to the one that
+/// decided (a message delivered anyway, to an exempt recipient or in dry
+/// run, was not evaluated further) and spf-mailfrom, which every delivered
+/// evaluated message gets, so that tollgate's `Received-SPF` for the MAIL
+/// FROM identity is the topmost one (OpenDMARC trusts the topmost). It
+/// falls back to the HELO identity when MAIL FROM was not checked. A
+/// skipped message gets no `Received-SPF`: it was not evaluated, and its
+/// `Authentication-Results` says why.
 pub fn message_headers(
     eval: &crate::Evaluation,
     envelope_from: &str,
@@ -230,17 +237,30 @@ pub fn message_headers(
     with_received_spf: bool,
     with_authentication_results: bool,
 ) -> Vec<(&'static str, String)> {
+    let decided = eval
+        .stages
+        .iter()
+        .position(StageReport::is_decisive)
+        .unwrap_or(eval.stages.len());
+    let evaluated: Vec<&StageReport> = eval
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| *i <= decided || r.stage == Stage::SpfMailfrom)
+        .map(|(_, r)| r)
+        .collect();
+    let skipped = eval.skipped();
     let mut headers = Vec::new();
     if with_authentication_results {
         headers.push((
             "Authentication-Results",
-            authentication_results(authserv_id, &eval.stages, eval.skipped()),
+            authentication_results(authserv_id, evaluated.iter().copied(), skipped),
         ));
     }
-    if with_received_spf {
-        let spf = eval
-            .report(Stage::SpfMailfrom)
-            .or_else(|| eval.report(Stage::SpfHelo))
+    if with_received_spf && skipped.is_none() {
+        let report = |stage| evaluated.iter().find(|r| r.stage == stage);
+        let spf = report(Stage::SpfMailfrom)
+            .or_else(|| report(Stage::SpfHelo))
             .and_then(|r| r.spf.as_ref());
         if let Some(out) = spf {
             headers.push(("Received-SPF", received_spf(out, envelope_from, receiver)));
