@@ -381,6 +381,7 @@ impl Validator<'_> {
             refused_helo: lower(raw.helo.refused),
             receiver: hostname,
             time_budget,
+            parallel_lookups: true,
         };
 
         let log = Log {

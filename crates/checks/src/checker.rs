@@ -39,6 +39,11 @@ pub struct Settings {
     /// of message) may take across all the stages it runs; what is not
     /// answered by then is a temperror.
     pub time_budget: Duration,
+    /// Start independent lookups as soon as their inputs are known (the
+    /// HELO name's address and SPF record at HELO, the sender domain's SPF
+    /// record and MX at MAIL FROM), collected in stage order; lookups an
+    /// early stop makes useless are cancelled.
+    pub parallel_lookups: bool,
 }
 
 impl Default for Settings {
@@ -50,6 +55,7 @@ impl Default for Settings {
             refused_helo: Vec::new(),
             receiver: "localhost".to_owned(),
             time_budget: DEFAULT_TIME_BUDGET,
+            parallel_lookups: true,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! [`evaluation`]: Evaluator::evaluation
 //! [`decisive`]: Evaluator::decisive
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -59,6 +60,11 @@ pub struct Evaluator<L> {
     msg: Vec<StageReport>,
     /// DNS queries not yet handed out by [`take_queries`](Self::take_queries).
     queries: u32,
+    /// Lookups started ahead of the stages that need them; their answers
+    /// land in the memo.
+    ahead: Vec<JoinHandle<()>>,
+    /// Lookups started ahead that an early stop made useless, cancelled.
+    cancelled: u32,
 }
 
 impl<L: Lookup + 'static> Evaluator<L> {
@@ -78,6 +84,8 @@ impl<L: Lookup + 'static> Evaluator<L> {
             forwarder: None,
             msg: Vec::new(),
             queries: 0,
+            ahead: Vec::new(),
+            cancelled: 0,
         }
     }
 
@@ -132,12 +140,14 @@ impl<L: Lookup + 'static> Evaluator<L> {
             }
         }
         let deadline = self.checker.deadline();
+        self.start_helo_lookups(ip, helo);
         if self.enabled(Stage::HeloSyntax) {
             let report = self.checker.helo_syntax(ip, helo);
             self.push_conn(report);
         }
         self.collect_connect().await;
-        if self.stops_at_skip() {
+        if self.stops_at_skip() || self.stopped() {
+            self.cancel_ahead();
             return;
         }
         if !self.stopped() && self.enabled(Stage::HeloDns) {
@@ -180,13 +190,81 @@ impl<L: Lookup + 'static> Evaluator<L> {
                 return;
             }
         }
+        self.start_mail_lookups();
         self.collect_connect().await;
         if self.stops_at_skip() {
+            self.cancel_ahead();
             return;
         }
         self.check_forwarder(ip).await;
         if !self.stopped() && (self.forwarder().is_none() || self.mode == Mode::All) {
             self.run_mailfrom(ip).await;
+        }
+        if self.stopped() {
+            self.cancel_ahead();
+        }
+    }
+
+    /// At HELO: the HELO name's address (in the client's family) for
+    /// helo-dns and SPF `a`, and its SPF record, asked now.
+    fn start_helo_lookups(&mut self, ip: IpAddr, helo: &str) {
+        if !self.checker.settings().parallel_lookups || !crate::helo::is_fqdn(helo) {
+            return;
+        }
+        let name = helo.strip_suffix('.').unwrap_or(helo).to_owned();
+        if self.enabled(Stage::HeloDns) {
+            let (memo, name) = (Arc::clone(&self.memo), name.clone());
+            self.ahead(async move {
+                if ip.is_ipv4() {
+                    let _ = memo.lookup_a(&name).await;
+                } else {
+                    let _ = memo.lookup_aaaa(&name).await;
+                }
+            });
+        }
+        if self.enabled(Stage::SpfHelo) {
+            let memo = Arc::clone(&self.memo);
+            self.ahead(async move {
+                let _ = memo.lookup_txt(&name).await;
+            });
+        }
+    }
+
+    /// At MAIL FROM: the sender domain's SPF record, asked now.
+    fn start_mail_lookups(&mut self) {
+        let Some(sender) = self.sender.as_ref() else {
+            return;
+        };
+        if !self.checker.settings().parallel_lookups
+            || sender.is_null()
+            || self.skip().is_some()
+            || sender.domain().is_empty()
+        {
+            return;
+        }
+        let domain = sender.domain().to_owned();
+        if self.enabled(Stage::SpfMailfrom) {
+            let memo = Arc::clone(&self.memo);
+            self.ahead(async move {
+                let _ = memo.lookup_txt(&domain).await;
+            });
+        }
+    }
+
+    /// Starts a lookup in the background.
+    fn ahead(&mut self, lookup: impl Future<Output = ()> + Send + 'static) {
+        self.ahead.retain(|task| !task.is_finished());
+        self.ahead.push(tokio::spawn(lookup));
+    }
+
+    /// Cancels the lookups started ahead that are still running, and
+    /// counts them.
+    fn cancel_ahead(&mut self) {
+        for task in self.ahead.drain(..) {
+            if !task.is_finished() {
+                task.abort();
+                self.cancelled += 1;
+            }
         }
     }
 
@@ -235,6 +313,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
         if let Some(task) = self.fcrdns.take() {
             task.abort();
         }
+        self.cancel_ahead();
     }
 
     /// The trusted forwarder the client passes, once per connection.
@@ -412,11 +491,20 @@ impl<L> Evaluator<L> {
     pub fn take_queries(&mut self) -> u32 {
         std::mem::take(&mut self.queries)
     }
+
+    /// The lookups started ahead and cancelled by an early stop since the
+    /// last call.
+    pub fn take_cancelled(&mut self) -> u32 {
+        std::mem::take(&mut self.cancelled)
+    }
 }
 
 impl<L> Drop for Evaluator<L> {
     fn drop(&mut self) {
         if let Some(task) = self.fcrdns.take() {
+            task.abort();
+        }
+        for task in self.ahead.drain(..) {
             task.abort();
         }
     }
