@@ -290,6 +290,13 @@ fn shipped_milter_yaml_parses() {
         Policy::default(),
         "milter.yaml spells out the defaults"
     );
+    let d = Config::defaults();
+    assert_eq!(
+        (c.max_connections, c.connection_timeout, c.shutdown_timeout),
+        (d.max_connections, d.connection_timeout, d.shutdown_timeout),
+        "milter.yaml spells out the defaults"
+    );
+    assert_eq!(c.dns.cache_size, d.dns.cache_size);
 }
 
 #[test]
