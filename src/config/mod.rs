@@ -219,7 +219,8 @@ impl Config {
     /// Reads and validates a configuration file. The file is refused before
     /// it is parsed when it is larger than [`MAX_FILE_SIZE`], empty (only
     /// blanks and comments: a half-written file must not mean "all
-    /// defaults") or nested too deeply. This blocks: in async code use
+    /// defaults") or has more `[` and `{` than any real configuration (the
+    /// parser's time grows with their nesting). This blocks: in async code use
     /// [`Config::load_off_thread`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = file::read(path)?;
@@ -243,7 +244,7 @@ impl Config {
 
     /// Validates configuration text; `path` names it in errors. The same
     /// checks as [`Config::load`] apply: too large, empty or too deeply
-    /// nested text is refused.
+    /// nestable text is refused.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         file::check(text, path)?;
         let raw: Option<RawConfig> =
