@@ -618,7 +618,7 @@ async fn reload_applies_to_new_connections_while_a_live_connection_keeps_its_sna
 
     // Forged senders become tag-only.
     m.write_config(&Setup::extra("policy:\n  spf-mailfrom:\n    fail: tag\n"));
-    m.handle.reload().expect("the new file is valid");
+    m.handle.reload().await.expect("the new file is valid");
 
     let mut fresh = m.client("192.0.2.7", "mx.example.com").await;
     assert_accepted(&mut fresh, "<bob@forged.example.org>", "<x@example.org>").await;
@@ -667,6 +667,7 @@ async fn bad_reload_is_refused_and_the_old_configuration_keeps_serving() {
     let err = m
         .handle
         .reload()
+        .await
         .expect_err("a broken file must be refused");
     let message = err.to_string();
     assert!(message.contains("policy.spf-mailfrom.fail"), "{message}");
@@ -677,7 +678,7 @@ async fn bad_reload_is_refused_and_the_old_configuration_keeps_serving() {
 
     std::fs::write(m.config_path(), "listen: [unclosed\n").unwrap();
     assert!(
-        m.handle.reload().is_err(),
+        m.handle.reload().await.is_err(),
         "YAML that does not parse must be refused"
     );
 

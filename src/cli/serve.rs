@@ -32,10 +32,13 @@ pub enum ServeFailure {
 }
 
 impl ServeFailure {
-    /// The process exit code.
+    /// The process exit code: 78 (EX_CONFIG) when a setting is at fault,
+    /// also one found bad only at bind (`socket_group`), else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeFailure::Config(_) => 78,
+            ServeFailure::Config(_) | ServeFailure::Serve(crate::milter::ServeError::Config(_)) => {
+                78
+            }
             _ => 1,
         }
     }
@@ -60,7 +63,7 @@ pub fn init_logging(config: &Config) {
 
 /// Runs `tollgate serve`.
 pub async fn run(args: &ServeArgs) -> Result<(), ServeFailure> {
-    let config = Config::load(&args.config)?;
+    let config = Config::load_off_thread(args.config.clone()).await?;
     init_logging(&config);
     let milter = Milter::bind(config).await?;
     // The one line on stdout: tests and scripts wait for it.
@@ -73,7 +76,7 @@ pub async fn run(args: &ServeArgs) -> Result<(), ServeFailure> {
     let handle = milter.handle();
     let reloader = async move {
         while hup.recv().await.is_some() {
-            match handle.reload() {
+            match handle.reload().await {
                 Ok(()) => tracing::info!("configuration reloaded"),
                 Err(e) => tracing::error!(error = %e, "reload failed; the old configuration stays"),
             }

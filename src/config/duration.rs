@@ -11,7 +11,7 @@ pub(crate) fn parse_duration(value: &serde_yaml::Value) -> Result<Duration, Stri
                 .as_f64()
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .ok_or_else(|| format!("{n} is not a duration"))?;
-            return Duration::try_from_secs_f64(secs).map_err(|e| e.to_string());
+            return Duration::try_from_secs_f64(secs).map_err(|_| format!("{n} is too long"));
         }
         serde_yaml::Value::String(s) => s.trim(),
         _ => return Err("expected a duration such as 5s or 250ms".to_owned()),
@@ -34,7 +34,7 @@ pub(crate) fn parse_duration(value: &serde_yaml::Value) -> Result<Duration, Stri
             ));
         }
     };
-    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is too long"))
 }
 
 #[cfg(test)]
@@ -55,5 +55,10 @@ mod tests {
         assert!(parse("5 parsecs").unwrap_err().contains("unknown unit"));
         assert!(parse("-1").is_err());
         assert!(parse("[1]").is_err());
+        assert_eq!(parse("1e300").unwrap_err(), "1e300 is too long");
+        assert_eq!(
+            parse("99999999999999999999h").unwrap_err(),
+            "\"99999999999999999999h\" is too long"
+        );
     }
 }

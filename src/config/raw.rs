@@ -1,6 +1,6 @@
 //! The configuration file as written: serde structs that mirror
 //! milter.yaml key for key, refusing unknown keys. Validation into real
-//! types happens in `validate`.
+//! types happens in [`super::validate`].
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ pub(crate) struct RawConfig {
     pub socket_mode: Option<String>,
     pub socket_group: Option<String>,
     pub max_connections: Option<usize>,
+    pub connection_timeout: Option<serde_yaml::Value>,
     pub hostname: Option<String>,
     pub authserv_id: Option<String>,
     pub local_names: Vec<String>,

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use tollgate_checks::{Action, Policy, Stage};
+
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -9,8 +11,8 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 #[test]
-fn empty_file_gives_the_documented_defaults() {
-    let c = parse("").unwrap();
+fn empty_mapping_gives_the_documented_defaults() {
+    let c = parse("{}").unwrap();
     assert_eq!(c.listen, Listen::Inet("127.0.0.1:8894".parse().unwrap()));
     assert_eq!(c.reject_at, RejectAt::Rcpt);
     assert_eq!(c.exempt_recipients, vec!["postmaster", "abuse"]);
@@ -20,6 +22,184 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(c.checks.time_budget, Duration::from_secs(8));
     assert_eq!(c.checks.policy, Policy::default());
     assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.max_connections, 256);
+    assert_eq!(c.connection_timeout, Duration::from_secs(600));
+    let d = Config::defaults();
+    assert_eq!(
+        (d.listen, d.max_connections, d.connection_timeout, d.dns),
+        (c.listen, c.max_connections, c.connection_timeout, c.dns)
+    );
+}
+
+/// Asserts `err` is one line about the whole file that says `problem`.
+fn assert_file_error(err: &ConfigError, problem: &str) {
+    let line = err.to_string();
+    assert_eq!(err.key, "-", "{line}");
+    assert!(line.starts_with("/etc/tollgate/milter.yaml: "), "{line}");
+    assert!(line.contains(problem), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+}
+
+#[test]
+fn empty_whitespace_or_comment_only_file_is_refused_not_taken_as_defaults() {
+    for text in [
+        "",
+        " \n\t\n",
+        "# tollgate configuration\n\n# listen: inet:127.0.0.1:8894\n",
+        "---\n",
+        "--- # nothing\n...\n",
+        "~\n",
+        "null\n",
+    ] {
+        let err = parse(text).expect_err(text);
+        assert_file_error(&err, "the file has no settings");
+    }
+}
+
+#[test]
+fn file_over_the_size_limit_is_refused_unread() {
+    let dir = std::env::temp_dir().join(format!("tollgate-config-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("milter.yaml");
+    // Valid YAML all the way: only its size is wrong.
+    let mut text = String::from("local_names:\n");
+    while text.len() as u64 <= MAX_FILE_SIZE {
+        text.push_str("  - host.example.com\n");
+    }
+    std::fs::write(&path, &text).unwrap();
+    let err = Config::load(&path).unwrap_err();
+    let line = err.to_string();
+    assert!(line.contains("larger than 1024 KiB"), "{line}");
+    assert!(line.starts_with(&path.display().to_string()), "{line}");
+    let err = parse(&text).unwrap_err();
+    assert_file_error(&err, "larger than 1024 KiB");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn deeply_nested_file_is_refused_before_parsing() {
+    // 50,000 nested [ took the YAML parser 20 s.
+    let text = format!(
+        "local_names: {}{}\n",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let err = parse(&text).unwrap_err();
+    assert_file_error(&err, "more than 128 [ or {");
+    assert_eq!(err.line, Some(1));
+}
+
+#[tokio::test]
+async fn load_off_thread_gives_the_same_result_as_load() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("milter.yaml");
+    let c = Config::load_off_thread(path.clone()).await.unwrap();
+    assert_eq!(c.path, path);
+    let missing = path.with_file_name("no-such-milter.yaml");
+    let err = Config::load_off_thread(missing).await.unwrap_err();
+    assert!(err.to_string().contains("cannot read"), "{err}");
+}
+
+#[test]
+fn numeric_keys_out_of_range_are_refused_with_one_line() {
+    let cases = [
+        ("max_connections: 0", "max_connections"),
+        ("max_connections: 2305843009213693952", "max_connections"),
+        ("max_connections: 100001", "max_connections"),
+        ("max_connections: 18446744073709551616", "max_connections"),
+        ("max_connections: -1", "max_connections"),
+        ("connection_timeout: 0", "connection_timeout"),
+        ("connection_timeout: 500ms", "connection_timeout"),
+        ("connection_timeout: 25h", "connection_timeout"),
+        ("connection_timeout: 1e300", "connection_timeout"),
+        ("shutdown_timeout: 0s", "shutdown_timeout"),
+        ("shutdown_timeout: 2h", "shutdown_timeout"),
+        ("shutdown_timeout: 18446744073709551616", "shutdown_timeout"),
+        ("dns:\n  attempts: 0", "dns.attempts"),
+        ("dns:\n  attempts: 11", "dns.attempts"),
+        ("dns:\n  cache_size: 1000001", "dns.cache_size"),
+        ("dns:\n  cache_size: 9223372036854775808", "dns.cache_size"),
+        ("dns:\n  timeout: 0", "dns.timeout"),
+        ("dns:\n  timeout: 0.0001", "dns.timeout"),
+        ("dns:\n  timeout: 2m", "dns.timeout"),
+        ("dns:\n  time_budget: 0ms", "dns.time_budget"),
+        ("dns:\n  time_budget: 11m", "dns.time_budget"),
+        ("dns:\n  time_budget: 99999999999h", "dns.time_budget"),
+        ("socket_mode: \"1777\"", "socket_mode"),
+        ("socket_mode: \"+660\"", "socket_mode"),
+        ("socket_mode: \"0o1000\"", "socket_mode"),
+        ("socket_mode: \"\"", "socket_mode"),
+        ("socket_mode: \"00660\"", "socket_mode"),
+    ];
+    for (text, key) in cases {
+        let err = parse(text).expect_err(text);
+        let line = err.to_string();
+        assert_eq!(err.key, key, "{text}: {line}");
+        assert_eq!(err.line, Some(text.lines().count()), "{text}: {line}");
+        assert!(!line.contains('\n'), "{text}: {line}");
+    }
+    let err = parse("max_connections: 2305843009213693952").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "/etc/tollgate/milter.yaml: max_connections (line 1): 2305843009213693952 is out of range: must be between 1 and 100000"
+    );
+    let err = parse("dns:\n  timeout: 2m").unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("2m is out of range: must be between 1ms and 1m"),
+        "{err}"
+    );
+}
+
+#[test]
+fn numeric_keys_at_the_ends_of_their_ranges_are_accepted() {
+    let c = parse(
+        "max_connections: 100000\nconnection_timeout: 24h\nshutdown_timeout: 1h\nsocket_mode: \"0777\"\n\
+         dns:\n  attempts: 10\n  cache_size: 0\n  timeout: 1m\n  time_budget: 10m\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.max_connections, 100_000);
+    assert_eq!(c.connection_timeout, Duration::from_secs(86_400));
+    assert_eq!(c.socket_mode, 0o777);
+    assert_eq!((c.dns.attempts, c.dns.cache_size), (10, 0));
+    let c = parse(
+        "max_connections: 1\nconnection_timeout: 1s\nsocket_mode: \"0o600\"\n\
+         dns:\n  attempts: 1\n  cache_size: 1000000\n  timeout: 1ms\n  time_budget: 1ms\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.connection_timeout, Duration::from_secs(1));
+    assert_eq!(c.socket_mode, 0o600);
+    assert_eq!(c.dns.timeout, Duration::from_millis(1));
+}
+
+#[test]
+fn log_level_is_validated_as_a_whole_filter() {
+    for bad in [
+        "foo=bar=baz",
+        "infoo",
+        "info,tollgate=loud",
+        "tollgate",
+        "",
+        " ",
+        "info,foo=bar=baz",
+    ] {
+        let text = format!("log:\n  level: '{bad}'");
+        let err = parse(&text).expect_err(bad);
+        assert_eq!(err.key, "log.level", "{bad}: {err}");
+        assert_eq!(err.line, Some(2), "{bad}: {err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+    }
+    for good in [
+        "info",
+        "WARN",
+        "off",
+        "tollgate=debug,indymilter=warn",
+        "warn,tollgate::milter=trace",
+        "info,tollgate[conn{client=192.0.2.7}]=debug",
+    ] {
+        let text = format!("log:\n  level: '{good}'");
+        let c = parse(&text).unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(c.log.level, good);
+    }
 }
 
 #[test]
@@ -110,6 +290,13 @@ fn shipped_milter_yaml_parses() {
         Policy::default(),
         "milter.yaml spells out the defaults"
     );
+    let d = Config::defaults();
+    assert_eq!(
+        (c.max_connections, c.connection_timeout, c.shutdown_timeout),
+        (d.max_connections, d.connection_timeout, d.shutdown_timeout),
+        "milter.yaml spells out the defaults"
+    );
+    assert_eq!(c.dns.cache_size, d.dns.cache_size);
 }
 
 #[test]

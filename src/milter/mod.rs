@@ -2,10 +2,13 @@
 //!
 //! [`Milter::bind`] opens the socket; [`Milter::run`] serves until the
 //! shutdown future completes, then stops accepting, gives live sessions
-//! up to `shutdown_timeout` to finish, and returns. [`MilterHandle`]
-//! reloads the configuration (SIGHUP in `tollgate serve`, src/cli/serve.rs): a new file that fails
-//! validation is logged and the old configuration keeps serving; live
-//! sessions keep the snapshot they started with.
+//! up to `shutdown_timeout` to finish, and returns. A connection on which
+//! the MTA sends nothing for `connection_timeout` is closed, so idle
+//! connections cannot hold the `max_connections` slots. [`MilterHandle`]
+//! reloads the configuration (SIGHUP in `tollgate serve`,
+//! src/cli/serve.rs), reading and parsing the file on a blocking thread: a
+//! new file that fails validation is logged and the old configuration
+//! keeps serving; live sessions keep the snapshot they started with.
 
 mod callbacks;
 mod fields;
@@ -27,6 +30,9 @@ use crate::config::{Config, ConfigError, Dns, Listen};
 /// Why the milter could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// A setting cannot be applied (`socket_group` names no group).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The socket could not be opened.
     #[error("cannot listen on {listen}: {source}")]
     Bind {
@@ -115,16 +121,25 @@ pub struct MilterHandle {
 impl Milter {
     /// Opens the socket and the resolver for `config`.
     pub async fn bind(config: Config) -> Result<Milter, ServeError> {
-        let bound = listener::Bound::bind(
-            &config.listen,
-            config.socket_mode,
-            config.socket_group.as_deref(),
-        )
-        .await
-        .map_err(|source| ServeError::Bind {
-            listen: config.listen.clone(),
-            source,
-        })?;
+        // The group is looked up before the socket exists: a bad name leaves
+        // no socket file behind.
+        let gid = match (&config.listen, config.socket_group.as_deref()) {
+            (Listen::Unix(_), Some(group)) => {
+                Some(listener::group_id(group).map_err(|problem| ConfigError {
+                    file: config.path.display().to_string(),
+                    key: "socket_group".to_owned(),
+                    line: None,
+                    problem,
+                })?)
+            }
+            _ => None,
+        };
+        let bound = listener::Bound::bind(&config.listen, config.socket_mode, gid)
+            .await
+            .map_err(|source| ServeError::Bind {
+                listen: config.listen.clone(),
+                source,
+            })?;
         let shared = Shared::build(config, None)?;
         Ok(Milter {
             state: Arc::new(State {
@@ -153,10 +168,11 @@ impl Milter {
     /// live sessions finish for up to `shutdown_timeout`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let state = self.state;
-        let (max_connections, drain) = {
+        let (max_connections, connection_timeout, drain) = {
             let current = state.current();
             (
                 current.config.max_connections,
+                current.config.connection_timeout,
                 current.config.shutdown_timeout,
             )
         };
@@ -164,6 +180,9 @@ impl Milter {
         let listener = self.bound.into_listener(stop_accepting.clone());
         let config = indymilter::Config {
             max_connections,
+            // indymilter's default, libmilter's 7210 s, let idle connections
+            // hold every slot for two hours.
+            connection_timeout,
             ..indymilter::Config::default()
         };
         let finished = CancellationToken::new();
@@ -202,11 +221,12 @@ impl Milter {
 }
 
 impl MilterHandle {
-    /// Reads the configuration file again and, if it is valid, serves new
+    /// Reads the configuration file again (on a blocking thread: parsing
+    /// must not stall the sessions) and, if it is valid, serves new
     /// connections with it. On error the old configuration stays.
-    pub fn reload(&self) -> Result<(), ConfigError> {
+    pub async fn reload(&self) -> Result<(), ConfigError> {
         let path = self.state.current().config.path.clone();
-        let config = Config::load(&path)?;
+        let config = Config::load_off_thread(path.clone()).await?;
         self.apply(config).map_err(|e| ConfigError {
             file: path.display().to_string(),
             key: "dns".to_owned(),
