@@ -29,6 +29,7 @@ mod helo;
 mod names;
 mod policy;
 pub mod reply;
+mod routable;
 mod sender_domain;
 mod skip;
 mod stage;
