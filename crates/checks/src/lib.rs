@@ -20,6 +20,7 @@
 mod address;
 mod checker;
 mod count;
+mod dnsbl;
 mod evaluator;
 mod fcrdns;
 mod generic;
@@ -30,11 +31,14 @@ mod memo;
 mod names;
 mod policy;
 pub mod reply;
+mod routable;
+mod sender_domain;
 mod skip;
 mod stage;
 
 pub use address::{MailFrom, canonical, strip_brackets};
 pub use checker::{Checker, Client, Evaluation, Mode, Settings, Verdict};
+pub use dnsbl::{DnsList, ListHit, ListKind};
 pub use evaluator::Evaluator;
 pub use fcrdns::FcrdnsInfo;
 pub use names::find_name;
@@ -43,6 +47,18 @@ pub use reply::{Enhanced, Reply};
 pub use skip::{SkipLists, SkipReason};
 pub use stage::{Outcome, Stage, StageReport};
 pub use tollgate_spf::{Identity, SpfOutput, SpfResult};
+
+/// The dnsbl and sender-domain checks on their own, for the tests over
+/// real DNS packets (`tests/dnsbl.rs`, `tests/sender_domain.rs`); the
+/// evaluator is what runs them.
+#[doc(hidden)]
+pub mod stage_checks {
+    pub use crate::dnsbl::{Finding as DnsblFinding, check as dnsbl};
+    pub use crate::sender_domain::{
+        Finding as SenderDomainFinding, MAX_MX_HOSTS, check as sender_domain,
+        check_mx_answer as sender_domain_from_mx,
+    };
+}
 
 /// The default of `dns.time_budget`: the most DNS time one SMTP command
 /// (CONNECT, HELO, MAIL FROM, end of message) may take across all the
