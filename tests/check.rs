@@ -16,6 +16,7 @@ fn zone() -> String {
         r#"
 example.com:
   - TXT: "v=spf1 include:_spf.example.net -all"
+  - MX: [10, mx.example.com]
 _spf.example.net:
   - TXT: "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 ~all"
 mx.example.com:
@@ -327,6 +328,7 @@ async fn json_output_keeps_the_contract_shape() {
             "rdns-name",
             "helo-dns",
             "spf-helo",
+            "sender-domain",
             "spf-mailfrom"
         ]
     );

@@ -28,6 +28,7 @@ mx.example.com:
 7.2.0.192.in-addr.arpa:
   - PTR: mx.example.com
 forged.example.org:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:203.0.113.0/24 -all"
 "#;
 

@@ -27,6 +27,7 @@ use e2e::{Dns, Missing, TempDir, TestResult, Tollgate, message};
 /// `slow.example.com` never answers (TIMEOUT).
 const ZONE: &str = r#"
 example.com:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:192.0.2.7 -all"
 mx.example.com:
   - A: 192.0.2.7
@@ -41,8 +42,10 @@ relay.example.net:
 66.2.0.192.in-addr.arpa:
   - PTR: mx.example.com
 slow.example.com:
+  - MX: [10, mx.example.com]
   - TIMEOUT
 percent.example.com:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:192.0.2.7 -all exp=why.percent.example.com"
 why.percent.example.com:
   - TXT: "only 100%% of our mail comes from %{d}'s servers"

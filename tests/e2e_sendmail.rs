@@ -29,15 +29,21 @@ mail.example.net:
   - A: 127.0.0.1
   - TXT: "v=spf1 a -all"
 example.com:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:127.0.0.1 -all"
 fail.example.com:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:192.0.2.0/24 -all"
 slow.example.com:
+  - MX: [10, mx.example.com]
   - TIMEOUT
 percent.example.com:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:192.0.2.0/24 -all exp=why.percent.example.com"
 why.percent.example.com:
   - TXT: "only 100%% of our mail comes from %{d}'s servers"
+mx.example.com:
+  - A: 192.0.2.7
 "#;
 
 /// tollgate's authserv-id defaults to the MTA's `j` macro: Sendmail's $j.

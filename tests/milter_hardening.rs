@@ -17,6 +17,7 @@ use support::{Running, Setup, assert_accepted, inserted_headers, received_spf, r
 /// 192.0.2.9 has a PTR that does not point back (fcrdns fails).
 const ZONE: &str = r#"
 example.com:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:192.0.2.0/24 -all"
 mx.example.com:
   - A: 192.0.2.7

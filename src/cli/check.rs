@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tollgate_checks::{Checker, Client, Evaluation, Mode, StageReport, Verdict, headers};
+use tollgate_checks::{Checker, Client, Evaluation, ListKind, Mode, StageReport, Verdict, headers};
 use tollgate_dns::{HickoryLookup, ResolverError, ResolverOptions};
 use tollgate_spf::Options;
 
@@ -213,6 +213,25 @@ fn stage_json(r: &StageReport) -> Value {
                 .collect::<Vec<_>>()
         );
     }
+    if !r.lists.is_empty() {
+        v["lists"] = json!(
+            r.lists
+                .iter()
+                .map(|hit| json!({
+                    "zone": hit.zone,
+                    "type": match hit.kind {
+                        ListKind::Block => "block",
+                        ListKind::Allow => "allow",
+                    },
+                    "code": hit.code.to_string(),
+                    "reason": hit.reason,
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    if !r.notes.is_empty() {
+        v["notes"] = json!(r.notes);
+    }
     if let Some(info) = &r.fcrdns {
         v["ptr"] = json!(info.ptr_names);
         v["confirmed"] = json!(info.confirmed);
@@ -268,6 +287,9 @@ pub fn render_text(report: &CheckReport) -> String {
                 "",
                 safe(&info.ptr_names.join(", "))
             );
+        }
+        for note in &r.notes {
+            let _ = writeln!(out, "{:<34}note: {}", "", safe(note));
         }
         if let Some(spf) = &r.spf {
             if let Some(exp) = spf.explanation.as_ref().filter(|e| !e.from_domain) {

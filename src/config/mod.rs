@@ -6,6 +6,7 @@
 //! names the file, the key (and line where known) and what is wrong. This
 //! is the only module that knows YAML.
 
+mod dnsbl;
 mod duration;
 mod file;
 mod raw;

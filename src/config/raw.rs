@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub shutdown_timeout: Option<serde_yaml::Value>,
     pub headers: RawHeaders,
     pub dns: RawDns,
+    pub dnsbl: RawDnsbl,
     pub skip: RawSkip,
     pub helo: RawHelo,
     pub policy: BTreeMap<String, serde_yaml::Value>,
@@ -56,6 +57,24 @@ pub(crate) struct RawDns {
     pub attempts: Option<usize>,
     pub cache_size: Option<usize>,
     pub time_budget: Option<serde_yaml::Value>,
+    pub parallel: Option<bool>,
+}
+
+/// `dnsbl:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawDnsbl {
+    pub lists: Vec<RawDnsList>,
+}
+
+/// One entry of `dnsbl.lists`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDnsList {
+    pub zone: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub codes: Option<Vec<String>>,
 }
 
 /// `skip:`.
@@ -66,6 +85,8 @@ pub(crate) struct RawSkip {
     pub authenticated: Option<bool>,
     pub helo_names: Vec<String>,
     pub sender_domains: Vec<String>,
+    pub client_names: Vec<String>,
+    pub forwarders: Vec<String>,
 }
 
 /// `helo:`.

@@ -76,7 +76,7 @@ impl<'a> Validator<'a> {
         Validator { path, text }
     }
 
-    fn error(&self, key: &str, problem: impl Into<String>) -> ConfigError {
+    pub(super) fn error(&self, key: &str, problem: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.path.display().to_string(),
             key: key.to_owned(),
@@ -173,6 +173,7 @@ impl<'a> Validator<'a> {
             shutdown_timeout,
             headers,
             dns,
+            dnsbl,
             skip,
             helo,
             policy,
@@ -206,6 +207,7 @@ impl<'a> Validator<'a> {
             tollgate_checks::DEFAULT_TIME_BUDGET,
             &TIME_BUDGET,
         )?;
+        let parallel_lookups = dns.parallel.unwrap_or(true);
         let dns = self.dns(&dns)?;
         let checks = Settings {
             policy: self.policy(&policy)?,
@@ -213,8 +215,9 @@ impl<'a> Validator<'a> {
             local_names: with_hostname(lower(local_names), &hostname),
             refused_helo: lower(helo.refused),
             receiver: hostname,
+            dnsbl: self.dnsbl(dnsbl)?,
             time_budget,
-            parallel_lookups: true,
+            parallel_lookups,
         };
         Ok(Config {
             path: self.path.to_owned(),
@@ -332,6 +335,14 @@ impl<'a> Validator<'a> {
         }
         skip.helo_names = lower(raw.helo_names);
         skip.sender_domains = lower(raw.sender_domains);
+        skip.client_names = lower(raw.client_names);
+        skip.forwarders = lower(raw.forwarders);
+        for (i, domain) in skip.forwarders.iter().enumerate() {
+            if !super::dnsbl::is_domain_name(domain) {
+                let key = format!("skip.forwarders[{i}]");
+                return Err(self.error(&key, format!("{domain:?} is not a domain name")));
+            }
+        }
         Ok(skip)
     }
 

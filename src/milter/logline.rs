@@ -45,6 +45,7 @@ pub(crate) struct MessageLine<'a> {
     pub eval: &'a Evaluation,
     pub dry_run: bool,
     pub dns_queries: u32,
+    pub dns_cancelled: u32,
     pub outcome: &'a str,
 }
 
@@ -95,6 +96,7 @@ pub(crate) fn message(line: &MessageLine<'_>) {
         reply = %verdict.reply.map(|r| r.to_string()).unwrap_or_default(),
         skipped = %skipped,
         dns_queries = line.dns_queries,
+        dns_cancelled = line.dns_cancelled,
         outcome = line.outcome,
         "message"
     );

@@ -270,6 +270,7 @@ impl Session {
             return;
         }
         let queries = self.eval.take_queries();
+        let cancelled = self.eval.take_cancelled();
         logline::message(&logline::MessageLine {
             ip: self.eval.ip(),
             helo: self.eval.helo_name(),
@@ -279,6 +280,7 @@ impl Session {
             eval,
             dry_run: self.shared.config.dry_run,
             dns_queries: queries,
+            dns_cancelled: cancelled,
             outcome,
         });
     }

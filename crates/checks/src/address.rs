@@ -55,6 +55,12 @@ impl MailFrom {
         }
     }
 
+    /// Whether the address names a domain after an `@` (`alice` and `@`
+    /// do not).
+    pub fn has_domain(&self) -> bool {
+        self.at.is_some() && !self.domain().is_empty()
+    }
+
     /// The local part: before the last `@`, empty when there is none.
     pub fn local_part(&self) -> &str {
         match self.at {

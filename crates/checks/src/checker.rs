@@ -14,11 +14,12 @@ use tollgate_dns::Lookup;
 use tollgate_spf::{Identity, Options, Spf, SpfOutput, SpfResult};
 
 use crate::count::Counted;
+use crate::dnsbl::DnsList;
 use crate::reply::{Reply, spf_enhanced, spf_text};
 use crate::skip::{SkipLists, SkipReason};
 use crate::{
     Action, DEFAULT_TIME_BUDGET, Enhanced, Evaluator, MailFrom, Outcome, Policy, Stage,
-    StageReport, canonical, fcrdns, helo,
+    StageReport, canonical, dnsbl, fcrdns, helo, sender_domain,
 };
 
 /// Everything the checks need to know about this host and its policy.
@@ -35,6 +36,8 @@ pub struct Settings {
     pub refused_helo: Vec<String>,
     /// This host's name, for `receiver=` and the SPF `r` macro.
     pub receiver: String,
+    /// DNS block and allow lists (RFC 5782), asked at CONNECT.
+    pub dnsbl: Vec<DnsList>,
     /// The most DNS time one SMTP command (CONNECT, HELO, MAIL FROM, end
     /// of message) may take across all the stages it runs; what is not
     /// answered by then is a temperror.
@@ -54,6 +57,7 @@ impl Default for Settings {
             local_names: Vec::new(),
             refused_helo: Vec::new(),
             receiver: "localhost".to_owned(),
+            dnsbl: Vec::new(),
             time_budget: DEFAULT_TIME_BUDGET,
             parallel_lookups: true,
         }
@@ -281,6 +285,88 @@ impl<L: Lookup> Checker<L> {
         report
     }
 
+    /// dnsbl over the configured lists, asked at once, within `deadline`.
+    pub(crate) async fn dnsbl_with<M: Lookup>(
+        &self,
+        lookup: &M,
+        ip: IpAddr,
+        deadline: Instant,
+    ) -> StageReport {
+        let queries = AtomicU32::new(0);
+        let lookup = Counted::new(lookup, &queries);
+        let found = timeout_at(deadline, dnsbl::check(&lookup, ip, &self.settings.dnsbl))
+            .await
+            .ok();
+        let queries = queries.load(Ordering::Relaxed);
+        let Some(finding) = found else {
+            let detail = format!(
+                "DNS lists could not be asked about {}: {}",
+                canonical(ip),
+                self.budget_text()
+            );
+            let enhanced = Enhanced::DNS_FAILURE;
+            return self.report(Stage::Dnsbl, Outcome::TempError, detail, enhanced, queries);
+        };
+        let enhanced = match finding.outcome {
+            Outcome::TempError => Enhanced::DNS_FAILURE,
+            _ => Enhanced::NOT_AUTHORIZED,
+        };
+        let mut report = self.report(
+            Stage::Dnsbl,
+            finding.outcome,
+            finding.detail,
+            enhanced,
+            queries,
+        );
+        report.lists = finding.hits;
+        report
+    }
+
+    /// sender-domain for the MAIL FROM domain, within `deadline`: does it
+    /// exist, can it receive mail (RFC 7505 null MX, routable MX hosts)?
+    pub(crate) async fn sender_domain_with<M: Lookup>(
+        &self,
+        lookup: &M,
+        sender: &MailFrom,
+        deadline: Instant,
+    ) -> StageReport {
+        let queries = AtomicU32::new(0);
+        let counted = Counted::new(lookup, &queries);
+        let domain = sender.domain();
+        let found = timeout_at(deadline, sender_domain::check(&counted, domain))
+            .await
+            .ok();
+        let queries = queries.load(Ordering::Relaxed);
+        let Some(finding) = found else {
+            let detail = format!(
+                "sender domain {domain} could not be checked: {}",
+                self.budget_text()
+            );
+            let enhanced = Enhanced::DNS_FAILURE;
+            return self.report(
+                Stage::SenderDomain,
+                Outcome::TempError,
+                detail,
+                enhanced,
+                queries,
+            );
+        };
+        let enhanced = match finding.outcome {
+            Outcome::NullMx => Enhanced::SENDER_NULL_MX,
+            Outcome::TempError => Enhanced::DNS_FAILURE,
+            _ => Enhanced::BAD_SENDER_DOMAIN,
+        };
+        let mut report = self.report(
+            Stage::SenderDomain,
+            finding.outcome,
+            finding.detail,
+            enhanced,
+            queries,
+        );
+        report.notes = finding.notes;
+        report
+    }
+
     /// rdns-name, from the fcrdns report: is the forward-confirmed name a
     /// real one, or a generic end-user pool name? No DNS of its own.
     pub fn rdns_name(&self, fcrdns: &StageReport) -> StageReport {
@@ -501,6 +587,8 @@ impl<L: Lookup> Checker<L> {
             fcrdns: None,
             dns_queries,
             skip: None,
+            lists: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -525,6 +613,8 @@ impl<L: Lookup> Checker<L> {
             spf: Some(out),
             fcrdns: None,
             skip: None,
+            lists: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

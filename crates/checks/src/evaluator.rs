@@ -29,7 +29,9 @@ use tokio::task::JoinHandle;
 use tollgate_dns::Lookup;
 
 use crate::memo::Memo;
-use crate::{Checker, Evaluation, MailFrom, Mode, SkipReason, Stage, StageReport, Verdict};
+use crate::{
+    Checker, Evaluation, ListKind, MailFrom, Mode, Outcome, SkipReason, Stage, StageReport, Verdict,
+};
 
 /// The evaluation of one SMTP connection and its current message.
 #[derive(Debug)]
@@ -42,6 +44,8 @@ pub struct Evaluator<L> {
     ip: Option<IpAddr>,
     /// The connection's skip: no address, trusted network, listed HELO.
     conn_skip: Option<StageReport>,
+    /// The DNS list lookups, started at CONNECT.
+    dnsbl: Option<JoinHandle<StageReport>>,
     /// The fcrdns lookup, started at CONNECT.
     fcrdns: Option<JoinHandle<StageReport>>,
     /// The HELO name, once given.
@@ -76,6 +80,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
             mode,
             ip: None,
             conn_skip: None,
+            dnsbl: None,
             fcrdns: None,
             helo: None,
             conn: Vec::new(),
@@ -103,14 +108,22 @@ impl<L: Lookup + 'static> Evaluator<L> {
             Some(ip) => self.checker.skip_client(ip, None),
         };
         let Some(ip) = ip else { return };
-        if self.stops_at_skip() || !self.enabled(Stage::Fcrdns) {
+        if self.stops_at_skip() {
             return;
         }
-        let memo = Arc::clone(&self.memo);
         let deadline = self.checker.deadline();
-        self.fcrdns = Some(tokio::spawn(async move {
-            memo.checker().fcrdns_with(&*memo, ip, deadline).await
-        }));
+        if self.enabled(Stage::Dnsbl) && !self.checker.settings().dnsbl.is_empty() {
+            let memo = Arc::clone(&self.memo);
+            self.dnsbl = Some(tokio::spawn(async move {
+                memo.checker().dnsbl_with(&*memo, ip, deadline).await
+            }));
+        }
+        if self.enabled(Stage::Fcrdns) {
+            let memo = Arc::clone(&self.memo);
+            self.fcrdns = Some(tokio::spawn(async move {
+                memo.checker().fcrdns_with(&*memo, ip, deadline).await
+            }));
+        }
     }
 
     /// HELO/EHLO: the skip for listed HELO names, helo-syntax, the fcrdns
@@ -122,7 +135,9 @@ impl<L: Lookup + 'static> Evaluator<L> {
             return;
         }
         self.helo = Some(helo.to_owned());
-        self.conn.retain(|r| r.stage == Stage::Fcrdns);
+        // The connection stages stay; the HELO stages are redone.
+        self.conn
+            .retain(|r| matches!(r.stage, Stage::Dnsbl | Stage::Fcrdns | Stage::RdnsName));
         if matches!(
             self.conn_skip.as_ref().and_then(|r| r.skip.as_ref()),
             Some(SkipReason::HeloListed { .. })
@@ -197,12 +212,39 @@ impl<L: Lookup + 'static> Evaluator<L> {
             return;
         }
         self.check_forwarder(ip).await;
-        if !self.stopped() && (self.forwarder().is_none() || self.mode == Mode::All) {
+        let enforced = self.forwarder().is_none() || self.mode == Mode::All;
+        if !self.stopped() && enforced {
+            self.run_sender_domain().await;
+        }
+        if !self.stopped() && enforced {
             self.run_mailfrom(ip).await;
         }
         if self.stopped() {
             self.cancel_ahead();
         }
+    }
+
+    /// sender-domain, for a sender that is not the null sender.
+    async fn run_sender_domain(&mut self) {
+        if !self.enabled(Stage::SenderDomain) {
+            return;
+        }
+        // Like Postfix's reject_unknown_sender_domain: only an address
+        // with a domain is checked (not the null sender, not `<alice>`).
+        let Some(sender) = self.sender.as_ref().filter(|s| s.has_domain()) else {
+            return;
+        };
+        let deadline = self.checker.deadline();
+        let mut report = self
+            .checker
+            .sender_domain_with(&*self.memo, sender, deadline)
+            .await;
+        if let Some(why) = self.forwarder().and_then(|r| r.skip.as_ref()) {
+            not_enforced(&mut report, &why.to_string());
+        }
+        self.queries += report.dns_queries;
+        trace_report(&report);
+        self.msg.push(report);
     }
 
     /// At HELO: the HELO name's address (in the client's family) for
@@ -243,6 +285,12 @@ impl<L: Lookup + 'static> Evaluator<L> {
             return;
         }
         let domain = sender.domain().to_owned();
+        if self.enabled(Stage::SenderDomain) && sender.has_domain() {
+            let (memo, domain) = (Arc::clone(&self.memo), domain.clone());
+            self.ahead(async move {
+                let _ = memo.lookup_mx(&domain).await;
+            });
+        }
         if self.enabled(Stage::SpfMailfrom) {
             let memo = Arc::clone(&self.memo);
             self.ahead(async move {
@@ -310,7 +358,10 @@ impl<L: Lookup + 'static> Evaluator<L> {
 
     /// Stops the background lookups (the connection closes).
     pub fn close(&mut self) {
-        if let Some(task) = self.fcrdns.take() {
+        for task in [self.dnsbl.take(), self.fcrdns.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         self.cancel_ahead();
@@ -357,9 +408,37 @@ impl<L: Lookup + 'static> Evaluator<L> {
         self.msg.push(report);
     }
 
-    /// The lookups started at CONNECT, collected in stage order: fcrdns,
-    /// then what depends on it (a listed confirmed name, rdns-name).
+    /// The lookups started at CONNECT, collected in stage order: dnsbl
+    /// (an allow-list hit exempts the client like a skip), fcrdns, then
+    /// what depends on it (a listed confirmed name, rdns-name).
     async fn collect_connect(&mut self) {
+        if let Some(task) = self.dnsbl.take() {
+            match task.await {
+                Ok(report) => {
+                    let allowed = (report.outcome == Outcome::Allowed)
+                        .then(|| report.lists.iter().find(|h| h.kind == ListKind::Allow))
+                        .flatten()
+                        .map(|hit| hit.zone.clone());
+                    self.push_conn(report);
+                    if let (Some(zone), Some(ip)) = (allowed, self.ip) {
+                        let reason = SkipReason::AllowListed {
+                            ip: crate::canonical(ip),
+                            zone,
+                        };
+                        self.conn_skip = Some(StageReport::skipped(reason));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "dnsbl lookup task failed"),
+            }
+        }
+        if self.stops_at_skip() || self.stopped() {
+            // What fcrdns would find no longer matters.
+            if let Some(task) = self.fcrdns.take() {
+                task.abort();
+                self.cancelled += 1;
+            }
+            return;
+        }
         let Some(task) = self.fcrdns.take() else {
             return;
         };
@@ -376,7 +455,6 @@ impl<L: Lookup + 'static> Evaluator<L> {
             .and_then(|i| i.confirmed.as_deref())
             .and_then(|name| self.checker.settings().skip.client_name(name));
         let rdns = self.checker.rdns_name(&report);
-        // fcrdns comes after helo-syntax and before the HELO stages.
         self.push_conn(report);
         if let Some(reason) = confirmed {
             self.conn_skip = Some(StageReport::skipped(reason));
@@ -389,10 +467,13 @@ impl<L: Lookup + 'static> Evaluator<L> {
         }
     }
 
+    /// Adds a connection stage's report in stage order (a second HELO's
+    /// helo-syntax goes before the fcrdns report kept from the first).
     fn push_conn(&mut self, report: StageReport) {
         self.queries += report.dns_queries;
         trace_report(&report);
-        self.conn.push(report);
+        let at = self.conn.partition_point(|r| r.stage <= report.stage);
+        self.conn.insert(at, report);
     }
 }
 
@@ -501,7 +582,10 @@ impl<L> Evaluator<L> {
 
 impl<L> Drop for Evaluator<L> {
     fn drop(&mut self) {
-        if let Some(task) = self.fcrdns.take() {
+        for task in [self.dnsbl.take(), self.fcrdns.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         for task in self.ahead.drain(..) {

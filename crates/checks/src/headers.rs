@@ -76,6 +76,23 @@ pub fn authentication_results<'a>(
     // The MAIL FROM result first: it is the one DMARC reads.
     let order = [Stage::SpfMailfrom, Stage::SpfHelo, Stage::Fcrdns];
     let mut ordered: Vec<&StageReport> = reports.into_iter().collect();
+    let allow_hits: Vec<String> = ordered
+        .iter()
+        .filter(|r| r.stage == Stage::Dnsbl)
+        .flat_map(|r| &r.lists)
+        .filter(|hit| hit.kind == crate::ListKind::Allow)
+        .map(|hit| {
+            let mut part = format!(
+                "dnswl=pass dns.zone={} policy.ip={}",
+                pvalue(&bounded(&hit.zone, 255)),
+                hit.code
+            );
+            if let Some(txt) = &hit.reason {
+                part.push_str(&format!(" policy.txt={}", quoted(&bounded(txt, 200))));
+            }
+            part
+        })
+        .collect();
     ordered.sort_by_key(|r| order.iter().position(|s| *s == r.stage));
     for report in ordered {
         match report.stage {
@@ -118,6 +135,10 @@ pub fn authentication_results<'a>(
     }
     let id = atom_or_quoted(authserv_id);
     match skipped {
+        // RFC 8904: a DNS allow list's answer, reported as such.
+        Some(SkipReason::AllowListed { .. }) if !allow_hits.is_empty() => {
+            format!("{id}; {}", allow_hits.join("; "))
+        }
         // RFC 8601 §2.7.4: the SMTP AUTH identity.
         Some(SkipReason::Authenticated(user)) => {
             format!("{id}; auth=pass smtp.auth={}", pvalue(&bounded(user, 128)))
@@ -347,6 +368,8 @@ mod tests {
             fcrdns: None,
             dns_queries: 0,
             skip: None,
+            lists: Vec::new(),
+            notes: Vec::new(),
         };
         let reports = [
             report(Stage::SpfHelo, helo),

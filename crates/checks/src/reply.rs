@@ -41,6 +41,10 @@ impl Enhanced {
     pub const SPF_ERROR: Enhanced = Enhanced::new(7, 24);
     /// RFC 7372 §3.3: reverse DNS validation failed (`5.7.25`).
     pub const REVERSE_DNS: Enhanced = Enhanced::new(7, 25);
+    /// RFC 3463 §3.2: bad sender's system address (`5.1.8`).
+    pub const BAD_SENDER_DOMAIN: Enhanced = Enhanced::new(1, 8);
+    /// RFC 7505 §4.2: the sender's domain publishes a null MX (`5.7.27`).
+    pub const SENDER_NULL_MX: Enhanced = Enhanced::new(7, 27);
 
     /// The full code with class `class`: `5.7.23`, `4.7.23`.
     pub fn with_class(self, class: u16) -> String {

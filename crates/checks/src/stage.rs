@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use tollgate_spf::{SpfOutput, SpfResult};
 
-use crate::{Action, FcrdnsInfo, Reply, SkipReason};
+use crate::{Action, FcrdnsInfo, ListHit, Reply, SkipReason};
 
 /// A stage, by the name the JSON output and the configuration use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,6 +211,11 @@ pub struct StageReport {
     pub dns_queries: u32,
     /// For skip: why.
     pub skip: Option<SkipReason>,
+    /// For dnsbl: every list that answered for the client.
+    pub lists: Vec<ListHit>,
+    /// Facts found on the way that are not results (sender-domain's MX
+    /// set), for `tollgate check` and the log.
+    pub notes: Vec<String>,
 }
 
 impl StageReport {
@@ -226,6 +231,8 @@ impl StageReport {
             fcrdns: None,
             dns_queries: 0,
             skip: Some(reason),
+            lists: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

@@ -82,6 +82,8 @@ fn report(stage: Stage, spf: Option<SpfOutput>, fcrdns: Option<FcrdnsInfo>) -> S
         fcrdns,
         dns_queries: 0,
         skip: None,
+        lists: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

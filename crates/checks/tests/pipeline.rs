@@ -87,7 +87,7 @@ async fn a_reject_stops_the_later_stages() {
             Mode::All,
         )
         .await;
-    assert_eq!(eval.stages.len(), 6, "with rdns-name after fcrdns");
+    assert_eq!(eval.stages.len(), 7, "with rdns-name and sender-domain");
 }
 
 #[tokio::test]
