@@ -73,7 +73,10 @@ impl fmt::Display for Classification {
                 "static address, not counted as generic: it says \"{word}\" ({evidence})"
             ),
             Classification::MailService { word } => {
-                write!(f, "mail server name, not counted as generic: it says \"{word}\"")
+                write!(
+                    f,
+                    "mail server name, not counted as generic: it says \"{word}\""
+                )
             }
         }
     }
@@ -246,9 +249,7 @@ pub(crate) fn classify(name: &str, ip: IpAddr) -> Classification {
     };
     let evidence = match spelled {
         Some(Spelled::Whole(form)) => Some(Evidence::Address(form)),
-        Some(Spelled::Part(form)) => words
-            .pool()
-            .map(|word| Evidence::PartAndWord(form, word)),
+        Some(Spelled::Part(form)) => words.pool().map(|word| Evidence::PartAndWord(form, word)),
         None => None,
     }
     .or(words.strong.map(Evidence::Word));
@@ -421,7 +422,10 @@ mod tests {
     #[test]
     fn static_names_are_not_counted_as_generic() {
         let c = class("192-0-2-7.static.example.net");
-        assert!(matches!(c, Classification::Static { word: "static", .. }), "{c:?}");
+        assert!(
+            matches!(c, Classification::Static { word: "static", .. }),
+            "{c:?}"
+        );
         assert!(c.to_string().contains("static"));
         assert!(generic_reason("192-0-2-7.static.example.net", ip("192.0.2.7")).is_none());
     }
@@ -438,9 +442,15 @@ mod tests {
     fn the_private_section_of_the_list_is_ignored() {
         // compute-1.amazonaws.com is a private-section suffix; the name's
         // host labels are still ec2-… and compute-1.
-        assert_eq!(split(b"ec2-192-0-2-7.compute-1.amazonaws.com").1, b"ec2-192-0-2-7.compute-1");
+        assert_eq!(
+            split(b"ec2-192-0-2-7.compute-1.amazonaws.com").1,
+            b"ec2-192-0-2-7.compute-1"
+        );
         assert!(class("ec2-192-0-2-7.compute-1.amazonaws.com").is_generic());
-        assert_eq!(split(b"a.b.example.co.uk"), (&b"a.b.example"[..], &b"a.b"[..]));
+        assert_eq!(
+            split(b"a.b.example.co.uk"),
+            (&b"a.b.example"[..], &b"a.b"[..])
+        );
     }
 
     #[test]

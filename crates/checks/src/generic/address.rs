@@ -39,6 +39,9 @@ pub(crate) enum Form {
     Hex,
     /// The address as one 32-bit decimal number.
     Integer,
+    /// Four octet-sized numbers in a row with other text between them:
+    /// `host7-2-dynamic.0-192-r` (reversed), `7.ip-192-0-2` (last first).
+    Scattered,
     /// IPv6 groups joined by `-`, compressed (RFC 5952) or all eight.
     Ipv6Groups { padded: bool },
     /// IPv6 hexadecimal digits run together.
@@ -69,6 +72,7 @@ impl fmt::Display for Form {
             Form::PaddedDigits { reversed: true } => f.write_str("reversed zero-padded digits"),
             Form::Hex => f.write_str("hexadecimal"),
             Form::Integer => f.write_str("32-bit number"),
+            Form::Scattered => f.write_str("octets spread over the name"),
             Form::Ipv6Groups { padded: false } => f.write_str("IPv6 groups, dashed"),
             Form::Ipv6Groups { padded: true } => f.write_str("IPv6 zero-padded groups, dashed"),
             Form::Ipv6Hex => f.write_str("IPv6 hexadecimal"),
@@ -84,6 +88,7 @@ pub(crate) fn find_v4(text: &[u8], ip: Ipv4Addr) -> Option<Spelled> {
     whole_octets(&runs, text, octets)
         .or_else(|| whole_digits(&runs, text, ip))
         .or_else(|| hex(text, octets))
+        .or_else(|| scattered(&runs, octets))
         .or_else(|| part_octets(&runs, text, octets))
 }
 
@@ -268,6 +273,21 @@ fn whole_octets(runs: &Runs, text: &[u8], [a, b, c, d]: [u8; 4]) -> Option<Spell
     None
 }
 
+/// Four consecutive numbers of at most three digits, whatever lies
+/// between them, equal to the octets in order, reversed, or with the last
+/// octet first (`34.red-192-0-2`, `9.ip-192-0-2`).
+fn scattered(runs: &Runs, [a, b, c, d]: [u8; 4]) -> Option<Spelled> {
+    runs.as_slice()
+        .windows(4)
+        .filter(|w| w.iter().all(|r| r.len() <= 3))
+        .any(|w| {
+            [[a, b, c, d], [d, c, b, a], [d, a, b, c]]
+                .iter()
+                .any(|want| values_are(w, want))
+        })
+        .then_some(Spelled::Whole(Form::Scattered))
+}
+
 /// Two or three joined numbers equal to adjacent octets, in order or reversed.
 fn part_octets(runs: &Runs, text: &[u8], [a, b, c, d]: [u8; 4]) -> Option<Spelled> {
     let forward = [a, b, c, d];
@@ -422,8 +442,14 @@ mod tests {
         assert_eq!(whole("c-192-0-2-7.hsd1.ca"), "dashed octets");
         assert_eq!(whole("7.2.0.192.rev"), "reversed dotted octets");
         assert_eq!(whole("ip_192_0_2_7"), "underscored octets");
-        assert_eq!(whole("dslb-192-000-002-007.192.000.pools"), "zero-padded dashed octets");
-        assert_eq!(whole("modemcable007.2-0-192.mc"), "reversed separated octets");
+        assert_eq!(
+            whole("dslb-192-000-002-007.192.000.pools"),
+            "zero-padded dashed octets"
+        );
+        assert_eq!(
+            whole("modemcable007.2-0-192.mc"),
+            "reversed separated octets"
+        );
         assert_eq!(whole("host192-0-2-7.range192-0"), "dashed octets");
     }
 
@@ -435,25 +461,34 @@ mod tests {
     }
 
     #[test]
-    fn octets_must_be_joined_by_one_separator() {
-        assert_eq!(v4("192-0-2x7"), Some(Spelled::Part(Form::Octets {
+    fn octets_spread_over_the_name() {
+        assert_eq!(
+            whole("host7-2-dynamic.0-192-r"),
+            "octets spread over the name"
+        );
+        assert_eq!(whole("7.red-192-0-2"), "octets spread over the name");
+        assert_eq!(whole("c192x0y2z7"), "octets spread over the name");
+        assert!(matches!(v4("2.ip-192-0-7"), Some(Spelled::Part(_))));
+        assert_eq!(v4("1192x0y2z7"), None);
+    }
+
+    #[test]
+    fn joined_octets_need_one_separator_each() {
+        let dashed_part = Some(Spelled::Part(Form::Octets {
             reversed: false,
             padded: false,
-            sep: b'-'
-        })));
-        assert_eq!(v4("1920-2-7"), Some(Spelled::Part(Form::Octets {
-            reversed: false,
-            padded: false,
-            sep: b'-'
-        })));
-        assert_eq!(v4("192--0--2--7"), None);
+            sep: b'-',
+        }));
+        assert_eq!(v4("1920-2-7"), dashed_part);
+        assert_eq!(v4("192-0-2x7"), Some(Spelled::Whole(Form::Scattered)));
+        assert_eq!(v4("192--0--2--7"), Some(Spelled::Whole(Form::Scattered)));
         assert_eq!(v4("mail-192"), None);
     }
 
     #[test]
     fn two_or_three_adjacent_octets_are_a_part() {
         assert!(matches!(v4("a2-7.smtp-out"), Some(Spelled::Part(_))));
-        assert!(matches!(v4("ip7.ip-192-0-2"), Some(Spelled::Part(_))));
+        assert!(matches!(v4("ip-192-0-2"), Some(Spelled::Part(_))));
         assert!(matches!(v4("host7-2-dynamic"), Some(Spelled::Part(_))));
         assert_eq!(v4("mail-sor-f41"), None);
     }
@@ -470,13 +505,22 @@ mod tests {
             whole6("dynamic-2001-0db8-0001-0002-0000-0000-0000-0007.310.pool"),
             "IPv6 zero-padded groups, dashed"
         );
-        assert_eq!(whole6("p20010db8000100020000000000000007.dip0"), "IPv6 hexadecimal");
+        assert_eq!(
+            whole6("p20010db8000100020000000000000007.dip0"),
+            "IPv6 hexadecimal"
+        );
         assert_eq!(
             whole6("7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2"),
             "IPv6 reversed nibbles"
         );
-        assert_eq!(v6("2001-db8-1-2--70"), Some(Spelled::Part(Form::Ipv6Groups { padded: false })));
-        assert!(matches!(v6("p20010db800010002.dip0"), Some(Spelled::Part(Form::Ipv6Hex))));
+        assert_eq!(
+            v6("2001-db8-1-2--70"),
+            Some(Spelled::Part(Form::Ipv6Groups { padded: false }))
+        );
+        assert!(matches!(
+            v6("p20010db800010002.dip0"),
+            Some(Spelled::Part(Form::Ipv6Hex))
+        ));
         assert_eq!(v6("2001-db8-3-4--7"), None);
     }
 }
