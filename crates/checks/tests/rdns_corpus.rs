@@ -12,6 +12,7 @@
 #[path = "../src/generic.rs"]
 mod generic;
 
+use std::io::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -117,7 +118,10 @@ fn precision_and_recall_on_the_corpus() {
     }
     let precision = f64::from(tp) / f64::from(tp + fp);
     let recall = f64::from(tp) / f64::from(tp + fn_);
-    println!(
+    // Straight to stderr, past the test harness's capture, so that the
+    // figures show in every run, not only with --nocapture.
+    let _ = writeln!(
+        std::io::stderr(),
         "rdns-name corpus: {} cases; true positives {tp}, false positives {fp}, \
          true negatives {tn}, false negatives {fn_}; precision {precision:.3}, recall {recall:.3}",
         tp + fp + tn + fn_
