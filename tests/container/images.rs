@@ -30,7 +30,9 @@ pub fn tollgate() -> Result<&'static str, String> {
     IMAGE
         .get_or_init(|| {
             if let Some(name) = prebuilt() {
-                eprintln!("container: testing the image {name} of TOLLGATE_TEST_IMAGE, not a new build");
+                eprintln!(
+                    "container: testing the image {name} of TOLLGATE_TEST_IMAGE, not a new build"
+                );
                 return Ok(name);
             }
             base()?;

@@ -1,28 +1,38 @@
 //! The MTA side of the milter protocol, from the host to the container's
 //! published port: `indymilter-test` on a runtime of its own, and testdns
-//! serving the tests' zone on the host's address on the podman bridge
-//! (where the container's tollgate sends its queries).
+//! serving the tests' zone, reached from the containers at the host's
+//! address on the podman bridge.
 
 use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indymilter_test::{EomAction, ProtoOpts, Status, TestConnection};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tollgate_testdns::TestDns;
 
 /// How long the MTA side waits for any one answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// testdns serving a zone on `ip` (a free port), in this process.
+/// testdns serving a zone, in this process, reached by the containers at
+/// the host's address on their bridge. testdns listens only on loopback,
+/// so a relay on the bridge address (UDP and TCP, the same port) passes
+/// each query to it and the answer back: the containers' queries never
+/// leave the bridge and the host's loopback.
 #[derive(Debug)]
 pub struct BridgeDns {
     // Dropped before the runtime that drives it.
     server: TestDns,
+    relay: SocketAddr,
     _runtime: tokio::runtime::Runtime,
 }
 
+/// How long the relay waits for testdns's answer to one UDP query.
+const RELAY_WAIT: Duration = Duration::from_secs(5);
+
 impl BridgeDns {
-    /// Starts serving `zone_yaml` on `ip`, UDP and TCP.
+    /// Starts testdns serving `zone_yaml`, and the relay on `ip`.
     pub fn start(zone_yaml: &str, ip: &str) -> BridgeDns {
         let zone = tollgate_testdns::suite::parse_zone(zone_yaml).expect("test zone parses");
         let ip: IpAddr = ip.parse().expect("an address");
@@ -32,22 +42,78 @@ impl BridgeDns {
             .build()
             .expect("tokio runtime");
         let server = runtime
-            .block_on(TestDns::start_on(zone, SocketAddr::new(ip, 0)))
-            .unwrap_or_else(|e| panic!("testdns on {ip}: {e}"));
+            .block_on(TestDns::start(zone))
+            .expect("testdns starts");
+        let upstream = server.addr();
+        let relay = runtime.block_on(async {
+            // The same free port for UDP and TCP.
+            for _ in 0..20 {
+                let udp = UdpSocket::bind((ip, 0))
+                    .await
+                    .unwrap_or_else(|e| panic!("bind UDP on {ip}: {e}"));
+                let addr = udp.local_addr().expect("local address");
+                let Ok(tcp) = TcpListener::bind(addr).await else {
+                    continue;
+                };
+                tokio::spawn(relay_udp(Arc::new(udp), upstream));
+                tokio::spawn(relay_tcp(tcp, upstream));
+                return addr;
+            }
+            panic!("no port free for both UDP and TCP on {ip}");
+        });
         BridgeDns {
             server,
+            relay,
             _runtime: runtime,
         }
     }
 
-    /// Where it listens.
+    /// Where the containers send their queries.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        self.relay
     }
 
-    /// How many queries it has answered.
+    /// How many queries testdns has answered.
     pub fn query_count(&self) -> usize {
         self.server.query_count()
+    }
+}
+
+/// Each datagram to testdns from a socket of its own, its answer back.
+async fn relay_udp(socket: Arc<UdpSocket>, upstream: SocketAddr) {
+    let mut buf = vec![0u8; 65_535];
+    while let Ok((n, client)) = socket.recv_from(&mut buf).await {
+        let query = buf[..n].to_vec();
+        let socket = Arc::clone(&socket);
+        tokio::spawn(async move {
+            let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else {
+                return;
+            };
+            if up.send_to(&query, upstream).await.is_err() {
+                return;
+            }
+            let mut answer = vec![0u8; 65_535];
+            if let Ok(Ok((m, _))) =
+                tokio::time::timeout(RELAY_WAIT, up.recv_from(&mut answer)).await
+            {
+                let _ = socket.send_to(&answer[..m], client).await;
+            }
+        });
+    }
+}
+
+/// Each connection joined to one of its own to testdns.
+async fn relay_tcp(listener: TcpListener, upstream: SocketAddr) {
+    while let Ok((mut client, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            if let Ok(mut up) = TcpStream::connect(upstream).await {
+                let _ = tokio::time::timeout(
+                    RELAY_WAIT,
+                    tokio::io::copy_bidirectional(&mut client, &mut up),
+                )
+                .await;
+            }
+        });
     }
 }
 
@@ -163,6 +229,7 @@ impl Session {
     /// gets no answer.
     pub fn closed_by_milter(&mut self) -> bool {
         let conn = self.conn.as_mut().expect("session open");
-        self.runtime.block_on(async { conn.mail(["<probe@example.com>"]).await.is_err() })
+        self.runtime
+            .block_on(async { conn.mail(["<probe@example.com>"]).await.is_err() })
     }
 }

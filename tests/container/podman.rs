@@ -50,7 +50,11 @@ pub fn ok(args: &[&str]) -> String {
 /// podman, debootstrap, runc and iptables, and root (the tests run
 /// rootful podman), or what is missing.
 pub fn require() -> Result<(), Missing> {
-    e2e::require(e2e::is_root(), "root", "the container tests run rootful podman")?;
+    e2e::require(
+        e2e::is_root(),
+        "root",
+        "the container tests run rootful podman",
+    )?;
     for (program, package) in [
         ("podman", "podman"),
         ("runc", "runc"),
@@ -256,20 +260,26 @@ impl HostState {
                     let Some(rule) = line.strip_prefix("-A ") else {
                         continue;
                     };
-                    let chain = rule.split(' ').next().unwrap_or_default();
-                    let target = rule.split(" -j ").nth(1).and_then(|t| t.split(' ').next());
-                    if !new.contains(&chain) && target.is_some_and(|t| new.contains(&t)) {
-                        let args: Vec<&str> = rule.split(' ').collect();
-                        iptables(program, table, "-D", &args);
-                        done.push(format!("{program} -t {table} -D {rule}"));
+                    let args = split_rule(rule);
+                    let chain = args.first().map(String::as_str).unwrap_or_default();
+                    let target = args
+                        .iter()
+                        .position(|a| a == "-j")
+                        .and_then(|i| args.get(i + 1));
+                    if !new.contains(&chain) && target.is_some_and(|t| new.contains(&t.as_str())) {
+                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                        if iptables(program, table, "-D", &args) {
+                            done.push(format!("{program} -t {table} -D {rule}"));
+                        }
                     }
                 }
                 for chain in &new {
                     iptables(program, table, "-F", &[chain]);
                 }
                 for chain in &new {
-                    iptables(program, table, "-X", &[chain]);
-                    done.push(format!("{program} -t {table} -X {chain}"));
+                    if iptables(program, table, "-X", &[chain]) {
+                        done.push(format!("{program} -t {table} -X {chain}"));
+                    }
                 }
             }
         }
@@ -285,8 +295,6 @@ impl HostState {
 }
 
 /// `PROGRAM -t TABLE -S`, one rule a line (none if the table is missing).
-/// The rules netavark writes have no quoted arguments, so they split on
-/// spaces.
 fn rules(program: &str, table: &str) -> Vec<String> {
     Command::new(program)
         .args(["-w", "-t", table, "-S"])
@@ -303,12 +311,48 @@ fn rules(program: &str, table: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn iptables(program: &str, table: &str, op: &str, args: &[&str]) {
-    let _ = Command::new(program)
+/// One iptables command; whether it succeeded.
+fn iptables(program: &str, table: &str, op: &str, args: &[&str]) -> bool {
+    Command::new(program)
         .args(["-w", "-t", table, op])
         .args(args)
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A rule as `iptables -S` prints it, split into arguments: on spaces,
+/// except inside double quotes (`--comment "netavark firewall plugin
+/// rules"`), where `\"` and `\\` stand for `"` and `\`.
+pub fn split_rule(rule: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    let mut chars = rule.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            '\\' if quoted => current.extend(chars.next()),
+            ' ' if !quoted => {
+                if started {
+                    args.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        args.push(current);
+    }
+    args
 }
 
 /// A file under `dir`, written with `text` and readable by every user (the

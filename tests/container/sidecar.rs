@@ -34,9 +34,13 @@ fn documented_milter_settings() -> String {
         .expect("the postfix service has an environment");
     let mut lines = String::new();
     for (key, value) in env {
-        let (Some(key), Some(value)) = (key.as_str(), value.as_str().map(str::to_owned).or_else(|| {
-            value.as_u64().map(|n| n.to_string())
-        })) else {
+        let (Some(key), Some(value)) = (
+            key.as_str(),
+            value
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| value.as_u64().map(|n| n.to_string())),
+        ) else {
             continue;
         };
         if let Some(parameter) = key.strip_prefix("POSTFIX_") {
@@ -120,8 +124,7 @@ fn write_backdated(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
-pub fn sidecar_postfix_refuses_spf_fail_and_delivers_a_pass_with_tollgates_headers() -> TestResult
-{
+pub fn sidecar_postfix_refuses_spf_fail_and_delivers_a_pass_with_tollgates_headers() -> TestResult {
     podman::require()?;
     let tollgate_image = super::images::tollgate().unwrap_or_else(|e| panic!("{e}"));
     let postfix_image = super::images::postfix().unwrap_or_else(|e| panic!("{e}"));
@@ -195,7 +198,12 @@ pub fn sidecar_postfix_refuses_spf_fail_and_delivers_a_pass_with_tollgates_heade
     let mut smtp = Smtp::connect(port);
     smtp.ehlo("client.example.com");
     smtp.xclient("192.0.2.7", Some("mx.example.com"), "mx.example.com");
-    assert_eq!(smtp.mail("bob@forged.example.org").code, 250, "{}", smtp.show());
+    assert_eq!(
+        smtp.mail("bob@forged.example.org").code,
+        250,
+        "{}",
+        smtp.show()
+    );
     let refused = smtp.rcpt("alice@example.org");
     note(format_args!("SMTP:\n{}", smtp.show()));
     assert_eq!(refused.code, 550, "{}", smtp.show());
@@ -226,7 +234,8 @@ pub fn sidecar_postfix_refuses_spf_fail_and_delivers_a_pass_with_tollgates_heade
     let ar = mail.fields("Authentication-Results");
     assert!(
         ar.iter()
-            .any(|f| f.starts_with("Authentication-Results: mx.example.org;") && f.contains("spf=pass")),
+            .any(|f| f.starts_with("Authentication-Results: mx.example.org;")
+                && f.contains("spf=pass")),
         "{}",
         mail.raw
     );
