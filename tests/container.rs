@@ -492,6 +492,10 @@ fn main() -> std::process::ExitCode {
             sidecar::sidecar_postfix_refuses_spf_fail_and_delivers_a_pass_with_tollgates_headers,
         ),
     ]);
+    if podman::require().is_err() {
+        // Nothing ran podman.
+        return code;
+    }
     images::remove_built();
     // Another run's containers (tests of another checkout, say) still need
     // netavark's chains and forwarding: the last run to finish undoes them.
