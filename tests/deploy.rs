@@ -44,6 +44,7 @@ fn dockerfile_builds_in_two_stages_and_runs_unprivileged_with_a_healthcheck() {
         "WORKDIR",
         "COPY",
         "RUN",
+        "ENV",
         "USER",
         "EXPOSE",
         "HEALTHCHECK",
