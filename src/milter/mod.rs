@@ -8,7 +8,7 @@
 //! sessions keep the snapshot they started with.
 
 mod callbacks;
-mod fields;
+pub(crate) mod fields;
 mod listener;
 mod session;
 
