@@ -110,3 +110,19 @@ fn every_seed_passes_its_fuzz_targets_checks() {
         );
     }
 }
+
+/// Regression (found by the `header_fold` target): a value ending in a
+/// space, on a line already at the folding width, was folded before the
+/// empty last word, so the header field ended in a continuation line of
+/// white space only (RFC 5322 §3.2.2).
+#[test]
+fn fold_leaves_no_white_space_continuation_line_trailing_space_regression() {
+    let input = format!("Received-SPF\n{} ", "x".repeat(80));
+    tollgate::fuzzing::header_fold(input.as_bytes());
+    let input = format!(
+        "Received-SPF\npass {}   {} ",
+        "y".repeat(70),
+        "z".repeat(70)
+    );
+    tollgate::fuzzing::header_fold(input.as_bytes());
+}
