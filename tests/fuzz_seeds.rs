@@ -126,3 +126,12 @@ fn fold_leaves_no_white_space_continuation_line_trailing_space_regression() {
     );
     tollgate::fuzzing::header_fold(input.as_bytes());
 }
+
+/// Regression (found by the `config_load` target): an unknown key with line
+/// breaks in it was quoted raw by the error, so "one line naming file, key
+/// and problem" became many lines on the terminal and in the log.
+#[test]
+fn config_error_stays_one_line_for_a_key_with_line_breaks_regression() {
+    tollgate::fuzzing::config_load(b"listen: unix:/run/t.sock\n\"bad\\n\\nkey\": 1\n");
+    tollgate::fuzzing::config_load(b"\"\\r\\n\\u001b[31m\": x\n");
+}
