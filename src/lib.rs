@@ -9,6 +9,8 @@
 
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod milter;
 
 pub use tollgate_checks as checks;

@@ -184,18 +184,28 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One line: control characters from the file (an unknown key quoted
+    /// by the YAML parser can hold line breaks) are escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file)?;
+        let mut line = format!("{}: ", self.file);
         if self.key != "-" {
-            f.write_str(&self.key)?;
-            if let Some(line) = self.line {
-                write!(f, " (line {line})")?;
+            line.push_str(&self.key);
+            if let Some(n) = self.line {
+                line.push_str(&format!(" (line {n})"));
             }
-            f.write_str(": ")?;
-        } else if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
+            line.push_str(": ");
+        } else if let Some(n) = self.line {
+            line.push_str(&format!("line {n}: "));
         }
-        f.write_str(&self.problem)
+        line.push_str(&self.problem);
+        for c in line.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 

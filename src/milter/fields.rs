@@ -51,7 +51,11 @@ pub(crate) fn fold(name: &str, value: &str) -> String {
     let mut line_len = name.len() + 2;
     for (i, word) in value.split(' ').enumerate() {
         if i > 0 {
-            if line_len + 1 + word.len() > WIDTH && line_len > 1 {
+            // Never fold before a word of no text (from a run of spaces or
+            // a trailing one): that would leave a continuation line of
+            // white space only, which RFC 5322 §3.2.2 forbids.
+            let text = word.contains(|c| c != ' ' && c != '\t');
+            if text && line_len + 1 + word.len() > WIDTH && line_len > 1 {
                 out.push_str("\n\t");
                 line_len = 1;
             } else {

@@ -11,7 +11,7 @@
 //! keeps serving; live sessions keep the snapshot they started with.
 
 mod callbacks;
-mod fields;
+pub(crate) mod fields;
 mod listener;
 mod logline;
 mod session;

@@ -13,9 +13,18 @@
 //! SERVFAIL, REFUSED and other response codes are `ServerFailure` with the
 //! RCODE's mnemonic; no answer in time is `Timeout`.
 //!
+//! An answer that holds a record with no data at all (RDLENGTH 0, which a
+//! TXT record may not have but real servers send) is refused as a whole by
+//! hickory's message decoder. The transports of [`lenient`] repair such
+//! an answer before hickory reads it: an empty TXT record becomes one
+//! empty character-string, any other empty record is dropped, and the
+//! answer's other records are used as sent.
+//!
 //! Building a `HickoryLookup` needs no runtime, but hickory-resolver spawns
 //! its connections on the tokio runtime that first uses them: use a
 //! `HickoryLookup` (and its clones) from one runtime.
+
+mod lenient;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,12 +34,13 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_resolver::Resolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::{Resolver, TokioResolver};
+
+use lenient::Lenient;
 
 use crate::{Lookup, LookupError, LookupResult, Mx, normalize_name, reverse_name};
 
@@ -77,7 +87,7 @@ pub enum ResolverError {
 /// Cheap to clone; clones share the resolver and its cache.
 #[derive(Clone, Debug)]
 pub struct HickoryLookup {
-    resolver: Arc<TokioResolver>,
+    resolver: Arc<Resolver<Lenient>>,
 }
 
 impl HickoryLookup {
@@ -114,7 +124,7 @@ impl HickoryLookup {
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
 
-        let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+        let resolver = Resolver::builder_with_config(config, Lenient::default())
             .with_options(opts)
             .build()
             .map_err(|e| ResolverError::Build(e.to_string()))?;
@@ -264,6 +274,8 @@ fn map_error(error: NetError) -> LookupError {
         }
         NetError::Dns(DnsError::ResponseCode(code)) => rcode_error(code),
         NetError::Timeout => LookupError::Timeout,
+        // TC set on the answer over TCP too: nothing more can be asked.
+        NetError::Truncated => LookupError::Truncated,
         NetError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => LookupError::Timeout,
         other => {
             tracing::debug!(error = %other, "dns lookup failed");

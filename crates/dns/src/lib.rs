@@ -50,6 +50,10 @@ pub enum LookupError {
     /// (SERVFAIL, REFUSED, NOTIMP, FORMERR …); the name is the RCODE mnemonic.
     #[error("server answered {0}")]
     ServerFailure(String),
+    /// The answer was truncated (TC) even over TCP, so the records could
+    /// not be had: a server whose answer does not fit, or a broken one.
+    #[error("dns answer truncated even over tcp")]
+    Truncated,
     /// Anything else that stopped the lookup (network error, malformed answer).
     #[error("dns error: {0}")]
     Other(String),
@@ -76,6 +80,7 @@ impl LookupError {
             LookupError::NoData => "no records".to_owned(),
             LookupError::Timeout => "DNS timeout".to_owned(),
             LookupError::ServerFailure(rcode) => format!("DNS server answered {rcode}"),
+            LookupError::Truncated => "DNS answer truncated even over TCP".to_owned(),
             LookupError::Other(why) => format!("DNS error: {why}"),
         }
     }

@@ -418,3 +418,69 @@ async fn default_options_read_the_system_nameservers() {
     // Building asks nothing of the network.
     HickoryLookup::new(ResolverOptions::default()).unwrap();
 }
+
+/// Regression (issue 14, item 5): a TXT record with RDLENGTH 0 (testdns
+/// sends the suite's `[]` as it is) made hickory refuse the whole answer,
+/// "decoding error: unexpected record with length 0", so the SPF record
+/// next to it was lost and the check gave temperror. The empty record is
+/// empty text; the others are used, over UDP and over TCP.
+#[tokio::test]
+async fn empty_txt_record_does_not_hide_the_other_records_rdlength_zero_regression() {
+    let long = format!("v=spf1 {}-all", "ip4:192.0.2.0/24 ".repeat(40));
+    let zone = parse_zone(&format!(
+        r#"
+        null.example.com:
+          - TXT: [ "v=spf1 ip4:", "192.0.2.5 -all" ]
+          - TXT: [ ]
+        big.example.com:
+          - TXT: [ ]
+          - TXT: "{long}"
+          - TXT: [ ]
+        "#
+    ))
+    .unwrap();
+    let (server, dns) = setup(zone).await;
+    let mut txt = dns.lookup_txt("null.example.com").await.unwrap();
+    txt.sort();
+    assert_eq!(
+        txt,
+        vec![String::new(), "v=spf1 ip4:192.0.2.5 -all".to_owned()]
+    );
+    assert!(
+        server
+            .queries()
+            .iter()
+            .all(|q| q.transport == Transport::Udp)
+    );
+
+    server.reset_counts();
+    let mut txt = dns.lookup_txt("big.example.com").await.unwrap();
+    txt.sort();
+    assert_eq!(txt, vec![String::new(), String::new(), long]);
+    let transports: Vec<_> = server.queries().iter().map(|q| q.transport).collect();
+    assert_eq!(transports, vec![Transport::Udp, Transport::Tcp]);
+}
+
+/// Regression (issue 14, item 12): an answer truncated over TCP as well
+/// showed hickory's own wording ("response was truncated; TCP already
+/// tried …") in replies. It is a `LookupError` of its own, worded like the
+/// other DNS failures.
+#[tokio::test]
+async fn answer_truncated_over_tcp_too_is_reported_in_tollgate_wording() {
+    let mut zone = Zone::new();
+    zone.add_txt("cut.example.com", "v=spf1 -all");
+    let (server, dns) = setup(zone).await;
+    server.set_truncated("cut.example.com", true);
+    let err = dns.lookup_txt("cut.example.com").await.unwrap_err();
+    assert_eq!(err, LookupError::Truncated);
+    assert!(err.is_temporary());
+    assert_eq!(err.summary(), "DNS answer truncated even over TCP");
+    let transports: Vec<_> = server.queries().iter().map(|q| q.transport).collect();
+    assert_eq!(transports, vec![Transport::Udp, Transport::Tcp]);
+
+    server.set_truncated("cut.example.com", false);
+    assert_eq!(
+        dns.lookup_txt("cut.example.com").await.unwrap(),
+        vec!["v=spf1 -all".to_owned()]
+    );
+}

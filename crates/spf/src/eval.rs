@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use tollgate_dns::{Lookup, LookupError};
 
-use crate::macros::{Letter, MacroContext, MacroString, MacroValues, truncate_domain};
+use crate::macros::{Letter, MacroContext, MacroString, MacroValues};
 use crate::record::{Directive, Mechanism, Qualifier, Record};
 use crate::result::{Explanation, Identity, QueryType, SpfOutput, SpfResult, TraceEntry};
 use crate::{Options, domain};
@@ -395,18 +395,29 @@ impl<'a, L: Lookup> Eval<'a, L> {
         }
     }
 
+    /// A domain-spec of any mechanism or modifier (a, mx, ptr, exists,
+    /// include, redirect, exp) as the name to query: the one expansion
+    /// path for names, which keeps the tail of a long expansion (RFC 7208
+    /// §7.3, [`MacroString::expand_domain`]).
     async fn expand_domain(&mut self, spec: &MacroString, domain: &str) -> String {
-        let expanded = self.expand(spec, domain).await;
-        truncate_domain(expanded)
+        let validated = self.validated_for(spec, domain).await;
+        spec.expand_domain(&self.values(domain, &validated))
     }
 
-    async fn expand(&mut self, spec: &MacroString, domain: &str) -> String {
-        let validated = if spec.uses(Letter::ValidatedName) {
+    /// The explanation text that `exp=` pointed at (§6.2), read from its
+    /// start ([`MacroString::expand`]); never a name to query.
+    async fn expand_text(&mut self, text: &MacroString, domain: &str) -> String {
+        let validated = self.validated_for(text, domain).await;
+        text.expand(&self.values(domain, &validated))
+    }
+
+    /// The `p` value when `spec` uses it (it costs DNS queries), else empty.
+    async fn validated_for(&mut self, spec: &MacroString, domain: &str) -> String {
+        if spec.uses(Letter::ValidatedName) {
             self.validated_name(domain).await
         } else {
             String::new()
-        };
-        spec.expand(&self.values(domain, &validated))
+        }
     }
 
     fn values<'v>(&'v self, domain: &'v str, validated: &'v str) -> MacroValues<'v> {
@@ -454,7 +465,7 @@ impl<'a, L: Lookup> Eval<'a, L> {
             return None;
         };
         let text = MacroString::parse(record, MacroContext::Explanation).ok()?;
-        let expanded = self.expand(&text, domain).await;
+        let expanded = self.expand_text(&text, domain).await;
         let printable: String = expanded
             .chars()
             .filter(|c| matches!(c, ' '..='~'))

@@ -32,6 +32,8 @@
 
 mod domain;
 mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod macros;
 pub mod record;
 mod result;

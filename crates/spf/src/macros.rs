@@ -185,22 +185,45 @@ impl MacroString {
         self.pieces.iter().any(|p| matches!(p, Piece::Macro { .. }))
     }
 
-    /// Expands the string (RFC 7208 §7.3, §7.4) as text, such as an
-    /// explanation: at most [`MAX_TEXT`] bytes are kept (the head).
+    /// Expands the string (RFC 7208 §7.3, §7.4) as text: the explanation
+    /// string that `exp=` points at (§6.2). At most [`MAX_TEXT`] bytes are
+    /// kept, the head, since the text is read from its start.
+    ///
+    /// Never use this for a domain-spec: a head cut would let a long
+    /// macro value push the owner's part of the name out and query a name
+    /// of the sender's choosing. Domain-specs go through
+    /// [`expand_domain`](Self::expand_domain).
     pub fn expand(&self, values: &MacroValues<'_>) -> String {
         self.expand_bounded(values, Keep::Head)
     }
 
-    /// Expands the string as a domain name: like [`expand`](Self::expand),
-    /// then, if longer than 253 characters, whole labels are removed from
-    /// the left until it fits (RFC 7208 §7.3).
+    /// Expands a domain-spec (of `a`, `mx`, `ptr`, `exists`, `include`,
+    /// `redirect` or `exp=`) as the name to query: when the expansion is
+    /// longer than 253 octets, whole labels are removed from the *left*
+    /// until it fits (RFC 7208 §7.3), so the right-hand part, written by
+    /// the record's owner, survives. This is the one path by which the
+    /// evaluator turns a domain-spec into a name.
+    ///
+    /// Memory stays bounded however long the expansion: only its last
+    /// [`TAIL_KEPT`]-odd bytes are held while expanding, which is more than
+    /// the 254 bytes the cut looks at, so the result is exactly the cut of
+    /// the full expansion. When even the last label is longer than 253
+    /// octets nothing can be kept and the result is empty.
     pub fn expand_domain(&self, values: &MacroValues<'_>) -> String {
         truncate_domain(self.expand_bounded(values, Keep::Tail))
     }
 
+    /// The whole expansion, unbounded: a reference for tests and fuzz
+    /// targets only (its size is the product of the record's and the
+    /// values' lengths).
+    #[doc(hidden)]
+    pub fn expand_unbounded(&self, values: &MacroValues<'_>) -> String {
+        self.expand_bounded(values, Keep::All)
+    }
+
     /// Expands, keeping memory bounded however many macros a hostile
     /// record holds: for text the first [`MAX_TEXT`] bytes, for domains
-    /// enough of the tail to find the same 253-character cut.
+    /// enough of the tail to find the same 253-octet cut.
     fn expand_bounded(&self, values: &MacroValues<'_>, keep_part: Keep) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
@@ -258,8 +281,12 @@ const TAIL_KEPT: usize = 1024;
 
 #[derive(Clone, Copy)]
 enum Keep {
+    /// Text: the first [`MAX_TEXT`] bytes.
     Head,
+    /// A domain: at least the last [`TAIL_KEPT`] bytes.
     Tail,
+    /// Everything (tests only).
+    All,
 }
 
 impl fmt::Display for MacroString {
@@ -344,10 +371,11 @@ fn url_escape_into(value: &str, out: &mut String) {
     }
 }
 
-/// Removes labels from the left until the name is at most 253 characters:
-/// the result starts after the first dot that leaves 253 or fewer (one
-/// pass, whatever the length).
-pub(crate) fn truncate_domain(mut name: String) -> String {
+/// Removes labels from the left until the name is at most 253 octets
+/// (RFC 7208 §7.3): the result starts after the first dot that leaves 253
+/// or fewer (one pass, whatever the length). It looks at the last 254
+/// bytes only, so a kept tail of the expansion gives the same cut.
+fn truncate_domain(mut name: String) -> String {
     if name.len() <= 253 {
         return name;
     }

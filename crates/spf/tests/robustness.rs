@@ -27,7 +27,7 @@ use proptest::sample::Index;
 use tollgate_dns::memory::{Entry, RecordData, Zone};
 use tollgate_dns::{Mx, reverse_name};
 use tollgate_spf::{
-    MacroContext, MacroString, MacroValues, Options, Record, Spf, SpfOutput, SpfResult, TermError,
+    MacroContext, MacroString, MacroValues, Options, Record, Spf, SpfOutput, SpfResult, fuzzing,
 };
 
 // ---------------------------------------------------------------------------
@@ -158,101 +158,20 @@ fn check_output(out: &SpfOutput, o: &Options) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The properties of any `Record::parse` outcome.
+/// The properties of any `Record::parse` outcome: the `record_parser`
+/// fuzz target's own check ([`fuzzing::check_record`]), so the two cannot
+/// drift apart.
 fn check_parse(text: &str) -> Result<(), TestCaseError> {
-    let _ = Record::is_spf1(text);
-    match Record::parse(text) {
-        Ok(record) => {
-            let shown = record.to_string();
-            prop_assert!(Record::is_spf1(&shown), "{:?} is not v=spf1", shown);
-            let again = Record::parse(&shown);
-            prop_assert_eq!(again.as_ref(), Ok(&record), "display {:?}", shown);
-            let shown_again = again.map(|r| r.to_string());
-            prop_assert_eq!(shown_again.as_deref(), Ok(shown.as_str()));
-            for d in &record.directives {
-                prop_assert!(!d.text.is_empty());
-                prop_assert!(d.text.chars().all(|c| matches!(c, '!'..='~')));
-            }
-            let dns = record
-                .directives
-                .iter()
-                .filter(|d| d.mechanism.queries_dns())
-                .count()
-                + usize::from(record.redirect.is_some());
-            prop_assert_eq!(record.dns_terms(), dns);
-        }
-        Err(e) if e.error == TermError::NotSpf1 => {
-            // Text without the version is refused as a whole, at position 0.
-            prop_assert!(!Record::is_spf1(text));
-            prop_assert_eq!((e.position, e.offset), (0, 0));
-        }
-        Err(e) => {
-            // The error points at the offending term: a term start, after
-            // the version or a space.
-            prop_assert!(Record::is_spf1(text));
-            prop_assert!(e.position >= 1);
-            prop_assert!(!e.term.is_empty());
-            prop_assert!(
-                e.offset >= 6 && e.offset < text.len(),
-                "offset {}",
-                e.offset
-            );
-            prop_assert!(text.is_char_boundary(e.offset));
-            prop_assert!(e.offset == 6 || text.as_bytes()[e.offset - 1] == b' ');
-            prop_assert_ne!(text.as_bytes()[e.offset], b' ');
-            prop_assert!(!e.to_string().is_empty());
-        }
-    }
+    fuzzing::check_record(text);
     Ok(())
 }
 
-const CONTEXTS: [MacroContext; 3] = [
-    MacroContext::DomainSpec,
-    MacroContext::Unknown,
-    MacroContext::Explanation,
-];
-
 /// The properties of parsing `text` as a macro string in every context and
-/// expanding it with `values`.
+/// expanding it with `values`: the `macro_expand` fuzz target's check
+/// ([`fuzzing::check_macro`]), including that a domain-spec's name is the
+/// RFC 7208 §7.3 cut of the whole expansion.
 fn check_macro(text: &str, values: &MacroValues<'_>) -> Result<(), TestCaseError> {
-    let parsed: Vec<_> = CONTEXTS
-        .iter()
-        .map(|&c| MacroString::parse(text, c))
-        .collect();
-    // The grammars nest: a domain-spec is a valid unknown-modifier value,
-    // which is a valid explanation string.
-    if parsed[0].is_ok() {
-        prop_assert!(parsed[1].is_ok(), "domain-spec but not modifier value");
-    }
-    if parsed[1].is_ok() {
-        prop_assert!(parsed[2].is_ok(), "modifier value but not explanation");
-    }
-    let mut expansions = Vec::new();
-    for ms in parsed.iter().flatten() {
-        prop_assert_eq!(ms.as_str(), text);
-        prop_assert_eq!(ms.to_string(), text);
-        let full = ms.expand(values);
-        let domain = ms.expand_domain(values);
-        prop_assert!(
-            domain.len() <= 253,
-            "expand_domain gave {} bytes",
-            domain.len()
-        );
-        // Truncation removes whole labels from the left and nothing else.
-        prop_assert!(full.ends_with(&domain));
-        if full.len() <= 253 {
-            prop_assert_eq!(&domain, &full);
-        } else if !domain.is_empty() {
-            let cut = full.len() - domain.len();
-            prop_assert_eq!(full.as_bytes()[cut - 1], b'.');
-        }
-        if !text.contains('%') {
-            prop_assert_eq!(&full, text, "macro-free text changed");
-        }
-        expansions.push(full);
-    }
-    // The context decides validity, never the expansion.
-    prop_assert!(expansions.windows(2).all(|w| w[0] == w[1]));
+    fuzzing::check_macro(text, values);
     Ok(())
 }
 

@@ -1,7 +1,6 @@
 //! The server: UDP and TCP sockets on 127.0.0.1, a query log, and the
 //! shared state tests change while it runs.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -12,7 +11,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tollgate_dns::memory::{RecordType, Zone};
 use tollgate_dns::normalize_name;
 
-use crate::answer::{UDP_LIMIT, respond, zone_type};
+use crate::answer::{Overrides, UDP_LIMIT, respond, zone_type};
 
 /// How many times [`TestDns::start`] tries to get one port for both UDP and TCP.
 const BIND_ATTEMPTS: usize = 20;
@@ -76,7 +75,7 @@ impl LoggedQuery {
 #[derive(Debug, Default)]
 struct Shared {
     zone: RwLock<Arc<Zone>>,
-    forced: RwLock<HashMap<String, Rcode>>,
+    overrides: RwLock<Overrides>,
     log: Mutex<Vec<LoggedQuery>>,
 }
 
@@ -87,7 +86,7 @@ impl Shared {
             Transport::Udp => UDP_LIMIT,
             Transport::Tcp => usize::from(u16::MAX),
         };
-        let outcome = respond(packet, &zone, &read(&self.forced), limit);
+        let outcome = respond(packet, &zone, &read(&self.overrides), limit);
         if let Some((name, qtype)) = outcome.question {
             tracing::trace!(%name, qtype, ?transport, answered = outcome.reply.is_some(), "query");
             lock(&self.log).push(LoggedQuery {
@@ -174,12 +173,29 @@ impl TestDns {
 
     /// Makes every query for `name` (any type) get `rcode` with no records.
     pub fn set_rcode(&self, name: &str, rcode: Rcode) {
-        write(&self.shared.forced).insert(normalize_name(name), rcode);
+        write(&self.shared.overrides)
+            .rcodes
+            .insert(normalize_name(name), rcode);
     }
 
     /// Undoes [`set_rcode`](Self::set_rcode) for `name`.
     pub fn clear_rcode(&self, name: &str) {
-        write(&self.shared.forced).remove(&normalize_name(name));
+        write(&self.shared.overrides)
+            .rcodes
+            .remove(&normalize_name(name));
+    }
+
+    /// Makes every answer for `name` (any type) truncated, TC set and no
+    /// records, over TCP as well as UDP: what a server sends when even a
+    /// TCP answer does not fit, and what a broken one sends anyway.
+    pub fn set_truncated(&self, name: &str, truncated: bool) {
+        let name = normalize_name(name);
+        let mut overrides = write(&self.shared.overrides);
+        if truncated {
+            overrides.truncated.insert(name);
+        } else {
+            overrides.truncated.remove(&name);
+        }
     }
 
     /// Every query received since the start or the last

@@ -351,3 +351,104 @@ async fn timeout_entry_built_by_hand_behaves_like_the_suite_marker() {
     );
     assert_eq!(server.query_count(), 1);
 }
+
+/// A query for `name`, type `qtype`, built byte by byte (RFC 1035 §4.1).
+fn hand_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut packet = id.to_be_bytes().to_vec();
+    packet.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        packet.push(label.len() as u8);
+        packet.extend_from_slice(label.as_bytes());
+    }
+    packet.extend_from_slice(&[0]);
+    packet.extend_from_slice(&qtype.to_be_bytes());
+    packet.extend_from_slice(&[0, 1]);
+    packet
+}
+
+/// Skips a (possibly compressed) name at `pos`; the position after it.
+fn skip_name(packet: &[u8], mut pos: usize) -> usize {
+    loop {
+        let len = packet[pos];
+        if len & 0xc0 == 0xc0 {
+            return pos + 2;
+        }
+        pos += 1 + usize::from(len);
+        if len == 0 {
+            return pos;
+        }
+    }
+}
+
+/// The answer section of a response, parsed by hand: (TYPE, RDATA) pairs,
+/// so that what went on the wire is seen without any decoder's opinion.
+fn hand_answers(packet: &[u8], id: u16) -> Vec<(u16, Vec<u8>)> {
+    let word = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]);
+    assert_eq!(word(0), id);
+    assert_eq!(packet[3] & 0x0f, 0, "RCODE");
+    let (qdcount, ancount) = (word(4), word(6));
+    let mut pos = 12;
+    for _ in 0..qdcount {
+        pos = skip_name(packet, pos) + 4;
+    }
+    let mut answers = Vec::new();
+    for _ in 0..ancount {
+        pos = skip_name(packet, pos);
+        let rtype = word(pos);
+        let rdlength = usize::from(word(pos + 8));
+        pos += 10;
+        answers.push((rtype, packet[pos..pos + rdlength].to_vec()));
+        pos += rdlength;
+    }
+    answers
+}
+
+/// The suite's `null-text` zone, as the suite writes it: a record with no
+/// character-string at all goes on the wire as it is, RDLENGTH 0 (issue
+/// 14, item 5: testdns used to send one empty string instead, which hid a
+/// resolver failure). One empty string stays one empty character-string.
+#[tokio::test]
+async fn txt_record_without_strings_is_sent_with_rdlength_zero() {
+    let zone = parse_zone(
+        r#"
+        null.example.com:
+          - SPF: [ "v=spf1 ip4:", "192.0.2.5 -all" ]
+          - SPF: [ ]
+        one.example.com:
+          - TXT: [ "" ]
+        "#,
+    )
+    .unwrap();
+    let server = TestDns::start(zone).await.unwrap();
+    let expected = vec![
+        (16, b"\x0bv=spf1 ip4:\x0e192.0.2.5 -all".to_vec()),
+        (16, Vec::new()),
+    ];
+
+    let query = hand_query(0x5150, "null.example.com", 16);
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(&query, server.addr()).await.unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let (len, _) = timeout(PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hand_answers(&buf[..len], 0x5150), expected, "over UDP");
+
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    stream.write_all(&framed).await.unwrap();
+    let len = timeout(PATIENCE, stream.read_u16()).await.unwrap().unwrap();
+    let mut reply = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut reply).await.unwrap();
+    assert_eq!(hand_answers(&reply, 0x5150), expected, "over TCP");
+
+    let query = hand_query(0x5151, "one.example.com", 16);
+    socket.send_to(&query, server.addr()).await.unwrap();
+    let (len, _) = timeout(PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hand_answers(&buf[..len], 0x5151), vec![(16, vec![0])]);
+}
