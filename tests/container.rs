@@ -44,6 +44,7 @@ use podman::{Container, Network};
 /// 198.51.100.0/24.
 pub const ZONE: &str = r#"
 example.com:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:192.0.2.7 -all"
 mx.example.com:
   - A: 192.0.2.7
@@ -51,6 +52,7 @@ mx.example.com:
 7.2.0.192.in-addr.arpa:
   - PTR: mx.example.com
 forged.example.org:
+  - MX: [10, mx.example.com]
   - TXT: "v=spf1 ip4:198.51.100.0/24 -all"
 "#;
 
