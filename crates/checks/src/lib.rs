@@ -6,9 +6,12 @@
 //! |---|---|---|
 //! | `skip` | none | trusted network, authenticated sender, listed HELO or sender domain |
 //! | `helo-syntax` | none | HELO is an FQDN or a matching address literal, and not us |
+//! | `dnsbl` | 1 per list | the client on a DNS block list (`listed`) or allow list (`allowed`) |
 //! | `fcrdns` | PTR + ≤ 10 A/AAAA | the client's PTR name resolves back to it (RFC 8601 iprev) |
+//! | `rdns-name` | none | the confirmed name is a real one, not a generic pool name |
 //! | `helo-dns` | A/AAAA | the HELO name resolves, and whether to the client |
 //! | `spf-helo` | ≤ 10 terms | RFC 7208 check_host for the HELO identity |
+//! | `sender-domain` | MX + ≤ 10 A/AAAA | the MAIL FROM domain can receive mail (RFC 7505 null MX) |
 //! | `spf-mailfrom` | ≤ 10 terms | RFC 7208 check_host for the MAIL FROM identity |
 //!
 //! [`Checker`] runs single stages; [`Evaluator`] is the one per-connection
