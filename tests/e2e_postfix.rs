@@ -13,6 +13,8 @@
 mod e2e;
 #[path = "e2e_postfix/forged_received_spf.rs"]
 mod forged_received_spf;
+#[path = "e2e_postfix/new_stages.rs"]
+mod new_stages;
 
 use e2e::postfix::{self, Postfix};
 use e2e::{Dns, Missing, TempDir, TestResult, Tollgate, message};
@@ -25,6 +27,14 @@ use e2e::{Dns, Missing, TempDir, TestResult, Tollgate, message};
 ///   to it (FCrDNS fail); not allowed by example.com's SPF.
 ///
 /// `slow.example.com` never answers (TIMEOUT).
+///
+/// For the DNS list and sender-domain stages (tests/e2e_postfix/new_stages.rs):
+/// - 192.0.2.50 is listed on the block list `bl.example.net` (with a TXT
+///   reason), 192.0.2.60 on the allow list `wl.example.net`; both have
+///   FCrDNS (mail50/mail60.example.net);
+/// - sender domains: `gone.example.com` does not exist, `nullmx.example.com`
+///   publishes a null MX (RFC 7505), `private.example.com`'s only MX host
+///   resolves to 10.0.0.25, and `mxslow.example.com` never answers.
 const ZONE: &str = r#"
 example.com:
   - MX: [10, mx.example.com]
@@ -49,6 +59,29 @@ percent.example.com:
   - TXT: "v=spf1 ip4:192.0.2.7 -all exp=why.percent.example.com"
 why.percent.example.com:
   - TXT: "only 100%% of our mail comes from %{d}'s servers"
+mail50.example.net:
+  - A: 192.0.2.50
+50.2.0.192.in-addr.arpa:
+  - PTR: mail50.example.net
+50.2.0.192.bl.example.net:
+  - A: 127.0.0.2
+  - TXT: "192.0.2.50 sent spam to our traps, see https://bl.example.net/q?192.0.2.50"
+mail60.example.net:
+  - A: 192.0.2.60
+60.2.0.192.in-addr.arpa:
+  - PTR: mail60.example.net
+60.2.0.192.wl.example.net:
+  - A: 127.0.10.2
+nullmx.example.com:
+  - MX: [0, "."]
+  - TXT: "v=spf1 -all"
+private.example.com:
+  - MX: [10, mx.private.example.com]
+  - TXT: "v=spf1 ip4:192.0.2.0/24 -all"
+mx.private.example.com:
+  - A: 10.0.0.25
+mxslow.example.com:
+  - TIMEOUT
 "#;
 
 /// The authserv-id: tollgate's default is the MTA's `j` macro, which
@@ -546,4 +579,10 @@ e2e::harness::main!(
     forged_received_spf::forged_received_spf_is_never_topmost_for_postmaster_when_fcrdns_refuses,
     forged_received_spf::forged_received_spf_is_never_topmost_with_reject_at_rcpt_for_an_exempt_recipient,
     forged_received_spf::received_spf_fields_are_taken_apart_by_key,
+    new_stages::a_client_on_a_block_list_is_refused_at_rcpt_with_5_7_1_and_the_list_reason,
+    new_stages::a_client_on_an_allow_list_is_accepted_with_a_dnswl_authentication_result,
+    new_stages::a_sender_domain_that_does_not_exist_is_refused_with_5_1_8,
+    new_stages::a_sender_domain_whose_mx_hosts_are_private_is_refused_with_5_1_8,
+    new_stages::a_sender_domain_with_a_null_mx_is_refused_with_5_7_27,
+    new_stages::a_sender_domain_that_times_out_is_a_451_4_4_3,
 );
