@@ -380,6 +380,23 @@ mod tests {
         assert!(HickoryLookup::new(options).is_ok());
     }
 
+    /// The hosts file is never read (module doc): a name it lists must be
+    /// asked of the nameservers like any other. The wire test that asks for
+    /// such a name needs one in the machine's /etc/hosts; this one does not.
+    #[test]
+    fn the_resolver_never_reads_the_hosts_file() {
+        let options = ResolverOptions {
+            nameservers: Some(vec!["127.0.0.1:5353".parse().unwrap()]),
+            ..ResolverOptions::default()
+        };
+        let lookup = HickoryLookup::new(options).unwrap();
+        assert_eq!(
+            lookup.resolver.options().use_hosts_file,
+            ResolveHosts::Never
+        );
+        assert_eq!(lookup.resolver.options().ndots, 0);
+    }
+
     #[test]
     fn default_options_use_the_system_configuration() {
         let options = ResolverOptions::default();
