@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => match check::run(&args).await {
             Ok(report) => {
-                let text = match args.format {
+                let text = match args.dns.format {
                     check::Format::Text => check::render_text(&report),
                     check::Format::Json => format!("{:#}\n", check::render_json(&report)),
                 };
@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
         },
         Command::Lint(args) => match lint::run(&args).await {
             Ok(report) => {
-                let text = match args.format {
+                let text = match args.dns.format {
                     check::Format::Text => lint::render_text(&report, args.strict),
                     check::Format::Json => format!("{:#}\n", lint::render_json(&report)),
                 };

@@ -5,7 +5,9 @@
 use std::net::IpAddr;
 
 use tollgate::checks::{Outcome, Stage};
-use tollgate::cli::check::{CheckArgs, CheckReport, Format, render_json, render_text, run};
+use tollgate::cli::check::{
+    CheckArgs, CheckReport, DnsArgs, Format, render_json, render_text, run,
+};
 use tollgate_testdns::{TestDns, Transport, suite::parse_zone};
 
 /// A zone for all cases. Clients: 192.0.2.7 (mx.example.com, FCrDNS ok),
@@ -67,10 +69,12 @@ async fn check(dns: &TestDns, ip: &str, helo: Option<&str>, sender: Option<&str>
         ip: ip.parse::<IpAddr>().unwrap(),
         helo: helo.map(str::to_owned),
         sender: sender.map(str::to_owned),
-        config: None,
-        nameservers: vec![dns.addr().to_string()],
-        dns_timeout: Some(0.3),
-        format: Format::Text,
+        dns: DnsArgs {
+            config: None,
+            nameservers: vec![dns.addr().to_string()],
+            dns_timeout: Some(0.3),
+            format: Format::Text,
+        },
     };
     run(&args).await.expect("check runs")
 }

@@ -5,26 +5,18 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use tollgate_checks::{Checker, Client, Evaluation, ListKind, Mode, StageReport, Verdict, headers};
-use tollgate_dns::{HickoryLookup, ResolverError, ResolverOptions};
+use tollgate_dns::{HickoryLookup, ResolverError};
 use tollgate_spf::Options;
 
-use crate::config::{Config, ConfigError, parse_nameserver};
+use super::dns_args::escape;
+pub use super::dns_args::{DnsArgs, Format};
+use crate::config::ConfigError;
 
 /// Output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// For people.
-    Text,
-    /// One JSON object, for tools.
-    Json,
-}
-
 /// The arguments of `tollgate check`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct CheckArgs {
@@ -37,19 +29,9 @@ pub struct CheckArgs {
     /// The MAIL FROM address; an empty string is the null sender.
     #[arg(long)]
     pub sender: Option<String>,
-    /// A configuration file for policy, skip lists and DNS settings
-    /// (default: the built-in defaults).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Ask this nameserver (IP or IP:PORT) instead of /etc/resolv.conf; repeatable.
-    #[arg(long = "nameserver", value_name = "IP[:PORT]")]
-    pub nameservers: Vec<String>,
-    /// Per-query DNS timeout in seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub dns_timeout: Option<f64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Configuration, DNS and output options.
+    #[command(flatten)]
+    pub dns: DnsArgs,
 }
 
 /// Why `tollgate check` could not run.
@@ -81,11 +63,8 @@ pub struct CheckReport {
 
 /// Runs the check.
 pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::defaults(),
-    };
-    let dns = resolver_options(&config, &args.nameservers, args.dns_timeout)?;
+    let config = args.dns.config()?;
+    let dns = args.dns.resolver_options(&config)?;
     let lookup = HickoryLookup::new(dns)?;
     let options = Options {
         receiver: config.checks.receiver.clone(),
@@ -120,38 +99,6 @@ pub async fn run(args: &CheckArgs) -> Result<CheckReport, CheckError> {
         verdict,
         headers,
     })
-}
-
-/// The resolver settings of `config`, with `--nameserver` and
-/// `--dns-timeout` applied (shared by `tollgate check` and `tollgate lint`).
-pub(crate) fn resolver_options(
-    config: &Config,
-    nameservers: &[String],
-    dns_timeout: Option<f64>,
-) -> Result<ResolverOptions, CheckError> {
-    let mut dns = ResolverOptions::from(&config.dns);
-    if !nameservers.is_empty() {
-        dns.nameservers = Some(
-            nameservers
-                .iter()
-                .map(|s| {
-                    parse_nameserver(s)
-                        .map_err(|e| CheckError::Argument(format!("--nameserver: {e}")))
-                })
-                .collect::<Result<_, _>>()?,
-        );
-    }
-    if let Some(secs) = dns_timeout {
-        dns.timeout = Duration::try_from_secs_f64(secs)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                CheckError::Argument(format!(
-                    "--dns-timeout: {secs} is not a positive number of seconds"
-                ))
-            })?;
-    }
-    Ok(dns)
 }
 
 /// The JSON object of docs/cli.md.
@@ -242,31 +189,16 @@ fn stage_json(r: &StageReport) -> Value {
     v
 }
 
-/// Text from the client or from DNS made safe for a terminal: control
-/// characters (CR, LF, ESC …) escaped, so a TXT record or PTR name cannot
-/// forge a line of the report or drive the terminal.
-fn safe(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The report for people.
 pub fn render_text(report: &CheckReport) -> String {
     let mut out = String::new();
     let c = &report.client;
     let _ = write!(out, "client {}", c.ip);
     if let Some(helo) = &c.helo {
-        let _ = write!(out, ", HELO {}", safe(helo));
+        let _ = write!(out, ", HELO {}", escape(helo));
     }
     if let Some(sender) = &c.sender {
-        let _ = write!(out, ", MAIL FROM <{}>", safe(sender));
+        let _ = write!(out, ", MAIL FROM <{}>", escape(sender));
     }
     out.push_str("\n\n");
     for r in &report.evaluation.stages {
@@ -276,7 +208,7 @@ pub fn render_text(report: &CheckReport) -> String {
             r.stage.as_str(),
             r.outcome.as_str(),
             r.action.as_str(),
-            safe(&r.detail)
+            escape(&r.detail)
         );
         if let Some(info) = &r.fcrdns
             && info.ptr_names.len() > 1
@@ -285,15 +217,15 @@ pub fn render_text(report: &CheckReport) -> String {
                 out,
                 "{:<34}PTR names: {}",
                 "",
-                safe(&info.ptr_names.join(", "))
+                escape(&info.ptr_names.join(", "))
             );
         }
         for note in &r.notes {
-            let _ = writeln!(out, "{:<34}note: {}", "", safe(note));
+            let _ = writeln!(out, "{:<34}note: {}", "", escape(note));
         }
         if let Some(spf) = &r.spf {
             if let Some(exp) = spf.explanation.as_ref().filter(|e| !e.from_domain) {
-                let _ = writeln!(out, "{:<34}explanation: {}", "", safe(&exp.text));
+                let _ = writeln!(out, "{:<34}explanation: {}", "", escape(&exp.text));
             }
             let _ = writeln!(
                 out,
@@ -301,7 +233,7 @@ pub fn render_text(report: &CheckReport) -> String {
                 "", spf.lookups, spf.void_lookups
             );
             for q in &spf.trace {
-                let _ = writeln!(out, "{:<34}  {}", "", safe(&q.to_string()));
+                let _ = writeln!(out, "{:<34}  {}", "", escape(&q.to_string()));
             }
         }
     }
@@ -309,7 +241,7 @@ pub fn render_text(report: &CheckReport) -> String {
     match (&report.verdict.reply, report.verdict.stage) {
         (Some(reply), Some(stage)) => {
             let _ = writeln!(out, "verdict: {} at {stage}", report.verdict.action_str());
-            let _ = writeln!(out, "reply:   {}", safe(&reply.to_string()));
+            let _ = writeln!(out, "reply:   {}", escape(&reply.to_string()));
         }
         (_, Some(stage)) => {
             let _ = writeln!(out, "verdict: {} ({stage})", report.verdict.action_str());
@@ -321,7 +253,7 @@ pub fn render_text(report: &CheckReport) -> String {
     if report.verdict.reply.is_none() && !report.headers.is_empty() {
         out.push_str("headers:\n");
         for (name, value) in &report.headers {
-            let _ = writeln!(out, "  {name}: {}", safe(value));
+            let _ = writeln!(out, "  {name}: {}", escape(value));
         }
     }
     let _ = writeln!(out, "DNS queries: {}", report.evaluation.dns_queries());
@@ -330,12 +262,12 @@ pub fn render_text(report: &CheckReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::safe;
+    use super::escape;
 
     #[test]
     fn dns_text_cannot_forge_report_lines_or_drive_the_terminal() {
         // Regression: `check --format text` printed CR/LF and ESC from DNS data raw.
-        let s = safe("ok\r\nverdict: accept\u{1b}[2J");
+        let s = escape("ok\r\nverdict: accept\u{1b}[2J");
         assert!(!s.chars().any(char::is_control), "{s}");
         assert_eq!(s, "ok\\r\\nverdict: accept\\u{1b}[2J");
     }

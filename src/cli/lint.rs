@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use tollgate_checks::lint::{
@@ -16,8 +15,8 @@ use tollgate_checks::lint::{
 };
 use tollgate_dns::HickoryLookup;
 
-use super::check::{CheckError, Format, resolver_options};
-use crate::config::Config;
+use super::check::CheckError;
+pub use super::dns_args::{DnsArgs, Format, escape};
 
 /// The arguments of `tollgate lint`.
 #[derive(Clone, Debug, clap::Args)]
@@ -30,19 +29,9 @@ pub struct LintArgs {
     /// The name the domain's servers give in HELO/EHLO.
     #[arg(long)]
     pub helo: Option<String>,
-    /// A configuration file for DNS settings and the receiver name
-    /// (default: the built-in defaults).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Ask this nameserver (IP or IP:PORT) instead of /etc/resolv.conf; repeatable.
-    #[arg(long = "nameserver", value_name = "IP[:PORT]")]
-    pub nameservers: Vec<String>,
-    /// Per-query DNS timeout in seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub dns_timeout: Option<f64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Configuration, DNS and output options.
+    #[command(flatten)]
+    pub dns: DnsArgs,
     /// Count warnings as errors for the exit status.
     #[arg(long)]
     pub strict: bool,
@@ -62,11 +51,8 @@ pub async fn run(args: &LintArgs) -> Result<LintReport, CheckError> {
             escape(&args.domain)
         )));
     }
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::defaults(),
-    };
-    let dns = resolver_options(&config, &args.nameservers, args.dns_timeout)?;
+    let config = args.dns.config()?;
+    let dns = args.dns.resolver_options(&config)?;
     let lookup = HickoryLookup::new(dns)?;
     let request = LintRequest {
         domain: domain.to_owned(),
@@ -75,24 +61,6 @@ pub async fn run(args: &LintArgs) -> Result<LintReport, CheckError> {
         receiver: config.checks.receiver.clone(),
     };
     Ok(lint::lint(&lookup, &request).await)
-}
-
-/// Makes DNS data safe to print on a terminal: CR, LF, tab, ESC and every
-/// other control character become visible escapes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\r' => out.push_str("\\r"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The JSON object of docs/lint.md.

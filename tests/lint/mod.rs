@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use tollgate::checks::lint::{Code, LintReport};
-use tollgate::cli::check::Format;
+use tollgate::cli::dns_args::{DnsArgs, Format};
 use tollgate::cli::lint::{LintArgs, run};
 use tollgate_testdns::{TestDns, suite::parse_zone};
 
@@ -87,10 +87,12 @@ pub fn args(dns: &TestDns, domain: &str, ips: &[&str], helo: Option<&str>) -> Li
             .map(|ip| ip.parse().expect("an address"))
             .collect(),
         helo: helo.map(str::to_owned),
-        config: None,
-        nameservers: vec![dns.addr().to_string()],
-        dns_timeout: Some(0.3),
-        format: Format::Text,
+        dns: DnsArgs {
+            config: None,
+            nameservers: vec![dns.addr().to_string()],
+            dns_timeout: Some(0.3),
+            format: Format::Text,
+        },
         strict: false,
     }
 }
