@@ -6,14 +6,13 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tollgate_dns::Lookup;
 use tollgate_spf::{Identity, Options, Spf, SpfOutput, SpfResult};
 
-use crate::count::Counted;
+use crate::count::within;
 use crate::dnsbl::DnsList;
 use crate::reply::{Reply, spf_enhanced, spf_text};
 use crate::skip::{SkipLists, SkipReason};
@@ -261,10 +260,7 @@ impl<L: Lookup> Checker<L> {
         ip: IpAddr,
         deadline: Instant,
     ) -> StageReport {
-        let queries = AtomicU32::new(0);
-        let lookup = Counted::new(lookup, &queries);
-        let found = timeout_at(deadline, fcrdns::check(&lookup, ip)).await.ok();
-        let queries = queries.load(Ordering::Relaxed);
+        let (found, queries) = within(lookup, deadline, async |l| fcrdns::check(l, ip).await).await;
         let Some(finding) = found else {
             let detail = format!(
                 "reverse DNS of {} could not be checked: {}",
@@ -292,12 +288,9 @@ impl<L: Lookup> Checker<L> {
         ip: IpAddr,
         deadline: Instant,
     ) -> StageReport {
-        let queries = AtomicU32::new(0);
-        let lookup = Counted::new(lookup, &queries);
-        let found = timeout_at(deadline, dnsbl::check(&lookup, ip, &self.settings.dnsbl))
-            .await
-            .ok();
-        let queries = queries.load(Ordering::Relaxed);
+        let lists = &self.settings.dnsbl;
+        let (found, queries) =
+            within(lookup, deadline, async |l| dnsbl::check(l, ip, lists).await).await;
         let Some(finding) = found else {
             let detail = format!(
                 "DNS lists could not be asked about {}: {}",
@@ -330,13 +323,11 @@ impl<L: Lookup> Checker<L> {
         sender: &MailFrom,
         deadline: Instant,
     ) -> StageReport {
-        let queries = AtomicU32::new(0);
-        let counted = Counted::new(lookup, &queries);
         let domain = sender.domain();
-        let found = timeout_at(deadline, sender_domain::check(&counted, domain))
-            .await
-            .ok();
-        let queries = queries.load(Ordering::Relaxed);
+        let (found, queries) = within(lookup, deadline, async |l| {
+            sender_domain::check(l, domain).await
+        })
+        .await;
         let Some(finding) = found else {
             let detail = format!(
                 "sender domain {domain} could not be checked: {}",
@@ -432,12 +423,8 @@ impl<L: Lookup> Checker<L> {
         helo: &str,
         deadline: Instant,
     ) -> StageReport {
-        let queries = AtomicU32::new(0);
-        let lookup = Counted::new(lookup, &queries);
-        let found = timeout_at(deadline, helo::dns(&lookup, helo, ip))
-            .await
-            .ok();
-        let queries = queries.load(Ordering::Relaxed);
+        let (found, queries) =
+            within(lookup, deadline, async |l| helo::dns(l, helo, ip).await).await;
         let (outcome, detail) = match found {
             Some(f) => (f.outcome, f.detail),
             None => (
@@ -529,13 +516,13 @@ impl<L: Lookup> Checker<L> {
         helo: &str,
         deadline: Instant,
     ) -> SpfOutput {
-        let queries = AtomicU32::new(0);
-        let spf = Spf::new(Counted::new(lookup, &queries), self.spf_options.clone());
         let spf_sender = sender.spf_sender(helo);
-        let found = timeout_at(deadline, spf.check_host(ip, identity, &spf_sender, helo))
-            .await
-            .ok();
-        let queries = queries.load(Ordering::Relaxed);
+        let (found, queries) = within(lookup, deadline, async |l| {
+            Spf::new(l, self.spf_options.clone())
+                .check_host(ip, identity, &spf_sender, helo)
+                .await
+        })
+        .await;
         match found {
             Some(mut out) => {
                 out.queries = queries;

@@ -6,7 +6,22 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use tokio::time::{Instant, timeout_at};
 use tollgate_dns::{Lookup, LookupResult, Mx};
+
+/// Runs `check` over `lookup`, counted, until `deadline`: its finding, or
+/// `None` when the deadline cut it short, and the queries it made either
+/// way. Every stage that asks DNS runs through here.
+pub(crate) async fn within<L: Lookup, T>(
+    lookup: &L,
+    deadline: Instant,
+    check: impl AsyncFnOnce(&Counted<'_, L>) -> T,
+) -> (Option<T>, u32) {
+    let queries = AtomicU32::new(0);
+    let counted = Counted::new(lookup, &queries);
+    let found = timeout_at(deadline, check(&counted)).await.ok();
+    (found, queries.load(Ordering::Relaxed))
+}
 
 /// `inner`, counting every query in `queries`.
 #[derive(Debug)]
