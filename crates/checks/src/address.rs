@@ -2,24 +2,8 @@
 //! (an IPv4-mapped IPv6 address is the IPv4 client it maps) and the MAIL
 //! FROM path (RFC 5321 §4.1.2), parsed once.
 
-use std::net::IpAddr;
 
-/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) is the IPv4 client it
-/// maps; every other address is itself.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// A path without its angle brackets and surrounding white space:
-/// `<alice@example.com>` → `alice@example.com`, `<>` → ``.
-pub fn strip_brackets(path: &str) -> &str {
-    let trimmed = path.trim();
-    let trimmed = trimmed.strip_prefix('<').unwrap_or(trimmed);
-    trimmed.strip_suffix('>').unwrap_or(trimmed).trim()
-}
+pub use tollgate_spf::address::{canonical, strip_brackets};
 
 /// The MAIL FROM address, parsed once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,14 +72,6 @@ impl MailFrom {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mapped_addresses_are_the_ipv4_client() {
-        let ip: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(canonical(ip), "192.0.2.7".parse::<IpAddr>().unwrap());
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(canonical(v6), v6);
-    }
 
     #[test]
     fn mail_from_is_split_at_the_last_at_sign() {

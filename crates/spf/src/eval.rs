@@ -79,10 +79,7 @@ impl<'a, L: Lookup> Eval<'a, L> {
         helo: &'a str,
     ) -> Self {
         // RFC 7208 §5: an IPv4-mapped IPv6 address is an IPv4 client.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = crate::address::canonical(ip);
         let local_part = if local_part.is_empty() {
             "postmaster"
         } else {

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+pub mod address;
 mod domain;
 mod eval;
 #[doc(hidden)]
@@ -93,11 +94,7 @@ impl Sender {
     /// last `@`. The null sender becomes `postmaster@<helo>` (RFC 7208
     /// §2.4); an address without `@` is taken as a bare domain.
     pub fn parse(mail_from: &str, helo: &str) -> Sender {
-        let trimmed = mail_from.trim();
-        let bare = trimmed
-            .strip_prefix('<')
-            .and_then(|s| s.strip_suffix('>'))
-            .unwrap_or(trimmed);
+        let bare = address::strip_brackets(mail_from);
         if bare.is_empty() {
             return Sender {
                 local_part: "postmaster".to_owned(),
