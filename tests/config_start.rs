@@ -2,23 +2,14 @@
 //! exits 78 (EX_CONFIG) with one line on standard error naming the file
 //! (and the key), and never prints `listening on …`.
 
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-start-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// What `tollgate serve --config FILE` did.
 #[derive(Debug)]
@@ -95,7 +86,8 @@ const BASE: &str = "listen: inet:127.0.0.1:0\ndns:\n  nameservers: [\"127.0.0.1:
 
 #[test]
 fn empty_whitespace_or_comment_only_config_file_is_refused_at_start_with_exit_78() {
-    let dir = temp_dir("empty");
+    let tmp = TempDir::new("start-empty");
+    let dir = tmp.path();
     let config = dir.join("milter.yaml");
     for text in [
         "",
@@ -106,12 +98,12 @@ fn empty_whitespace_or_comment_only_config_file_is_refused_at_start_with_exit_78
         let outcome = serve(&config);
         assert_refused(&outcome, &config, "the file has no settings");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn config_file_over_one_mebibyte_is_refused_at_start_with_exit_78() {
-    let dir = temp_dir("large");
+    let tmp = TempDir::new("start-large");
+    let dir = tmp.path();
     let config = dir.join("milter.yaml");
     let mut text = format!("{BASE}local_names:\n");
     while text.len() <= 1024 * 1024 {
@@ -119,12 +111,12 @@ fn config_file_over_one_mebibyte_is_refused_at_start_with_exit_78() {
     }
     std::fs::write(&config, text).unwrap();
     assert_refused(&serve(&config), &config, "larger than 1024 KiB");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn max_connections_2305843009213693952_is_refused_at_start_instead_of_a_panic_after_listening() {
-    let dir = temp_dir("maxconn");
+    let tmp = TempDir::new("start-maxconn");
+    let dir = tmp.path();
     let config = dir.join("milter.yaml");
     std::fs::write(
         &config,
@@ -136,12 +128,12 @@ fn max_connections_2305843009213693952_is_refused_at_start_instead_of_a_panic_af
         &config,
         "max_connections (line 4): 2305843009213693952 is out of range: must be between 1 and 100000",
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn log_level_foo_bar_baz_is_refused_at_start_instead_of_silencing_the_log() {
-    let dir = temp_dir("loglevel");
+    let tmp = TempDir::new("start-loglevel");
+    let dir = tmp.path();
     let config = dir.join("milter.yaml");
     std::fs::write(&config, format!("{BASE}log:\n  level: 'foo=bar=baz'\n")).unwrap();
     assert_refused(
@@ -149,12 +141,12 @@ fn log_level_foo_bar_baz_is_refused_at_start_instead_of_silencing_the_log() {
         &config,
         "log.level (line 5): \"foo=bar=baz\"",
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn unknown_socket_group_exits_78_and_leaves_no_socket_file() {
-    let dir = temp_dir("group");
+    let tmp = TempDir::new("start-group");
+    let dir = tmp.path();
     let config = dir.join("milter.yaml");
     let socket = dir.join("tollgate.sock");
     std::fs::write(
@@ -174,5 +166,4 @@ fn unknown_socket_group_exits_78_and_leaves_no_socket_file() {
         std::fs::symlink_metadata(&socket).is_err(),
         "the socket file was left behind"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }

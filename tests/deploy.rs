@@ -2,6 +2,10 @@
 //! image's configuration, the compose file of docs/docker.md, the systemd
 //! unit, and the binary running unprivileged with the image's configuration.
 
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -143,7 +147,8 @@ fn systemd_unit_is_hardened_and_reloads_with_sighup() {
     }
     // systemd's own checker, where there is one.
     if Path::new("/usr/bin/systemd-analyze").exists() {
-        let dir = tempdir();
+        let tmp = TempDir::new("deploy-unit");
+        let dir = tmp.path();
         let unit_path = dir.join("tollgate.service");
         let binary = env!("CARGO_BIN_EXE_tollgate");
         std::fs::write(&unit_path, unit.replace("/usr/local/bin/tollgate", binary)).unwrap();
@@ -159,23 +164,6 @@ fn systemd_unit_is_hardened_and_reloads_with_sighup() {
     }
 }
 
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-deploy-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 struct Kill(Child);
 
 impl Drop for Kill {
@@ -189,7 +177,8 @@ impl Drop for Kill {
 fn binary_serves_unprivileged_with_the_image_configuration() {
     // The image's file, on a free loopback port instead of 0.0.0.0:8894.
     let image = std::fs::read_to_string(repo("deploy/docker/milter.yaml")).unwrap();
-    let dir = tempdir();
+    let tmp = TempDir::new("deploy-image");
+    let dir = tmp.path();
     let config = dir.join("milter.yaml");
     std::fs::write(
         &config,
@@ -201,7 +190,7 @@ fn binary_serves_unprivileged_with_the_image_configuration() {
         // As root, drop to nobody the way the image runs as its own user.
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", binary]);
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         c
     } else {
@@ -234,7 +223,6 @@ fn binary_serves_unprivileged_with_the_image_configuration() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: milter at inet:127.0.0.1:"));
     drop(child);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn nix_is_root() -> bool {

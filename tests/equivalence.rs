@@ -39,6 +39,8 @@ mod compare;
 mod corpus;
 #[path = "equivalence/milter_side.rs"]
 mod milter_side;
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
 #[path = "equivalence/zone.rs"]
 mod zone;
 
@@ -88,12 +90,12 @@ async fn run(mut scenarios: Vec<Scenario>) -> (Vec<Ran>, Runs) {
     let zone = parse_zone(&corpus::zone()).expect("the corpus zone parses");
     let dns = TestDns::start(zone).await.expect("testdns starts");
     dns.set_rcode(corpus::SERVFAIL_NAME, Rcode::ServFail);
-    let dir = TempDir::new();
+    let dir = TempDir::new("equivalence");
     let mut milters = BTreeMap::new();
     for s in &scenarios {
         if let Entry::Vacant(slot) = milters.entry(s.policy) {
             slot.insert(Arc::new(
-                Instance::start(s.policy(), dns.addr(), &dir.0).await,
+                Instance::start(s.policy(), dns.addr(), dir.path()).await,
             ));
         }
     }

@@ -3,8 +3,12 @@
 //! socket file exists; the connection limit, and idle connections closed
 //! after `connection_timeout` so that they give their slot back.
 
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
+
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,19 +17,6 @@ use tokio::sync::oneshot;
 use tollgate::cli::health::probe;
 use tollgate::config::{Config, Listen};
 use tollgate::milter::{Milter, ServeError};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-socket-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn config(text: &str, dir: &Path) -> Config {
     // DNS is never asked in these tests; a loopback nameserver keeps it local.
@@ -37,7 +28,8 @@ fn config(text: &str, dir: &Path) -> Config {
 
 #[tokio::test]
 async fn unix_socket_replaces_a_stale_one_gets_its_mode_and_is_removed_on_exit() {
-    let dir = temp_dir("unix");
+    let tmp = TempDir::new("socket-unix");
+    let dir = tmp.path();
     let path = dir.join("tollgate.sock");
     // A stale socket left by a crash: bound, then its listener dropped.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
@@ -50,7 +42,7 @@ async fn unix_socket_replaces_a_stale_one_gets_its_mode_and_is_removed_on_exit()
 
     let config = config(
         &format!("listen: unix:{}\nsocket_mode: \"0640\"", path.display()),
-        &dir,
+        dir,
     );
     let milter = Milter::bind(config)
         .await
@@ -71,19 +63,18 @@ async fn unix_socket_replaces_a_stale_one_gets_its_mode_and_is_removed_on_exit()
         .unwrap()
         .expect("clean exit");
     assert!(!path.exists(), "the socket is removed on exit");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn unix_socket_path_that_is_not_a_socket_is_left_alone() {
-    let dir = temp_dir("notsock");
+    let tmp = TempDir::new("socket-notsock");
+    let dir = tmp.path();
     let path = dir.join("important.txt");
     std::fs::write(&path, "data").unwrap();
-    let config = config(&format!("listen: unix:{}", path.display()), &dir);
+    let config = config(&format!("listen: unix:{}", path.display()), dir);
     let err = Milter::bind(config).await.unwrap_err().to_string();
     assert!(err.contains("is not a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The MTA's option negotiation packet (protocol version 6, every action
@@ -105,8 +96,9 @@ async fn negotiate(stream: &mut TcpStream, wait: Duration) -> bool {
 
 #[tokio::test]
 async fn connections_over_the_limit_wait_until_one_closes() {
-    let dir = temp_dir("limit");
-    let config = config("listen: inet:127.0.0.1:0\nmax_connections: 1", &dir);
+    let tmp = TempDir::new("socket-limit");
+    let dir = tmp.path();
+    let config = config("listen: inet:127.0.0.1:0\nmax_connections: 1", dir);
     let milter = Milter::bind(config).await.unwrap();
     let Listen::Inet(addr) = milter.listen().clone() else {
         unreachable!()
@@ -135,19 +127,19 @@ async fn connections_over_the_limit_wait_until_one_closes() {
         .unwrap()
         .unwrap()
         .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn socket_group_that_does_not_exist_is_a_config_error_and_leaves_no_socket_file() {
-    let dir = temp_dir("group");
+    let tmp = TempDir::new("socket-group");
+    let dir = tmp.path();
     let path = dir.join("tollgate.sock");
     let config = config(
         &format!(
             "listen: unix:{}\nsocket_group: tollgate-test-no-such-group",
             path.display()
         ),
-        &dir,
+        dir,
     );
     let err = Milter::bind(config).await.unwrap_err();
     let ServeError::Config(e) = &err else {
@@ -165,7 +157,6 @@ async fn socket_group_that_does_not_exist_is_a_config_error_and_leaves_no_socket
         std::fs::symlink_metadata(&path).is_err(),
         "a socket file was left behind"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Runs `test` on a paused clock that moves only by `tokio::time::advance`:
@@ -213,8 +204,9 @@ fn quiet_and_open(stream: &TcpStream) -> bool {
 async fn idle_connection_is_closed_after_the_default_connection_timeout_and_its_slot_reused() {
     // indymilter's own default (7210 s) let idle connections hold every
     // slot for two hours.
-    let dir = temp_dir("idle");
-    let config = config("listen: inet:127.0.0.1:0\nmax_connections: 1", &dir);
+    let tmp = TempDir::new("socket-idle");
+    let dir = tmp.path();
+    let config = config("listen: inet:127.0.0.1:0\nmax_connections: 1", dir);
     let timeout = config.connection_timeout;
     assert_eq!(timeout, Duration::from_secs(600), "the documented default");
     let milter = Milter::bind(config).await.unwrap();
@@ -254,5 +246,4 @@ async fn idle_connection_is_closed_after_the_default_connection_timeout_and_its_
         run.await.unwrap().unwrap();
     })
     .await;
-    let _ = std::fs::remove_dir_all(dir);
 }

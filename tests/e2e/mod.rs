@@ -29,6 +29,8 @@ pub mod milter;
 pub mod postfix;
 pub mod sendmail;
 pub mod smtp;
+#[path = "../common/temp_dir.rs"]
+mod temp_dir;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -36,7 +38,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,7 @@ use tollgate_testdns::TestDns;
 
 pub use harness::{Missing, TestResult, note};
 pub use mail::{Message, message, wait_for_delivery};
+pub use temp_dir::TempDir;
 
 /// The longest any single wait in the harness may take.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -136,41 +138,6 @@ pub fn doc_snippet(doc: &str, marker: &str) -> String {
         }
     }
     panic!("{doc} has no block between \"{begin}\" and \"{end}\"");
-}
-
-/// A fresh directory under the system temporary directory, removed on drop
-/// unless the test failed or `TOLLGATE_E2E_KEEP` is set.
-#[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// Creates `tollgate-e2e-{label}-{pid}-{n}`.
-    pub fn new(label: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("tollgate-e2e-{label}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TempDir { path }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() || std::env::var_os("TOLLGATE_E2E_KEEP").is_some() {
-            eprintln!("e2e: kept {} for inspection", self.path.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 /// A child process that is stopped when the guard is dropped: SIGTERM,

@@ -8,7 +8,6 @@ use std::ffi::CString;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +18,10 @@ use tollgate::config::{Config, Listen};
 use tollgate::dns::memory::Zone;
 use tollgate::milter::{Milter, MilterHandle, ServeError};
 use tollgate_testdns::TestDns;
+
+#[path = "../common/temp_dir.rs"]
+mod temp_dir;
+use temp_dir::TempDir;
 
 /// This host's name in the tests: `receiver=` and the authserv-id.
 pub const RECEIVER: &str = "mx.test.example";
@@ -74,29 +77,6 @@ impl Setup {
     }
 }
 
-/// A temporary directory, removed on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "tollgate-milter-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A milter serving on 127.0.0.1 with DNS from testdns.
 #[derive(Debug)]
 pub struct Running {
@@ -115,8 +95,8 @@ impl Running {
     /// Starts testdns with `zone` and a milter configured by `setup`.
     pub async fn start(zone: Zone, setup: Setup) -> Running {
         let dns = TestDns::start(zone).await.expect("testdns starts");
-        let dir = TempDir::new();
-        let path = dir.0.join("milter.yaml");
+        let dir = TempDir::new("milter-test");
+        let path = dir.path().join("milter.yaml");
         std::fs::write(&path, setup.text(dns.addr())).expect("write the configuration");
         let config = Config::load(&path).expect("the test configuration is valid");
         let milter = Milter::bind(config).await.expect("the milter binds");
@@ -142,7 +122,7 @@ impl Running {
 
     /// The configuration file.
     pub fn config_path(&self) -> PathBuf {
-        self.dir.0.join("milter.yaml")
+        self.dir.path().join("milter.yaml")
     }
 
     /// Rewrites the configuration file for `setup` (for `reload`).
