@@ -2,7 +2,6 @@
 //! (an IPv4-mapped IPv6 address is the IPv4 client it maps) and the MAIL
 //! FROM path (RFC 5321 §4.1.2), parsed once.
 
-
 pub use tollgate_spf::address::{canonical, strip_brackets};
 
 /// The MAIL FROM address, parsed once.

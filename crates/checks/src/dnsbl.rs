@@ -325,18 +325,9 @@ fn combine(ip: IpAddr, lists: &[DnsList], answers: Vec<ListAnswer>) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tollgate_dns::memory::block_on;
 
     use tollgate_dns::memory::{Entry, RecordData, Zone};
-
-    fn block_on<F: Future>(f: F) -> F::Output {
-        // The zone's futures are always ready; the join polls them all at once.
-        let mut f = std::pin::pin!(f);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("future over the memory zone was not ready"),
-        }
-    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

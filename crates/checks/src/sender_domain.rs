@@ -356,20 +356,10 @@ async fn implicit_mx<L: Lookup>(lookup: &L, domain: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tollgate_dns::memory::block_on;
 
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
 
     use tollgate_dns::memory::{Entry, RecordData, Zone};
-
-    fn block_on<F: Future>(f: F) -> F::Output {
-        // The zone's futures are always ready: poll once with a no-op waker.
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("future over the memory zone was not ready"),
-        }
-    }
 
     fn mx(zone: &mut Zone, domain: &str, preference: u16, exchange: &str) {
         zone.add(

@@ -207,6 +207,23 @@ impl Zone {
     }
 }
 
+/// Runs a future over the zone to its end. The zone answers at once, so
+/// everything built only on it (an SPF evaluation, a stage's check) is
+/// ready on its first poll: no runtime is needed.
+///
+/// # Panics
+///
+/// When `f` is not ready on its first poll, i.e. it waits on something
+/// other than the zone.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a future over the in-memory zone was not ready"),
+    }
+}
+
 impl Lookup for Zone {
     fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
         ready(self.resolve(name, RecordType::A, |d| match d {
@@ -249,16 +266,6 @@ impl Lookup for Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block_on<F: Future>(f: F) -> F::Output {
-        // The zone's futures are always ready: poll once with a no-op waker.
-        let mut f = std::pin::pin!(f);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("zone future was not ready"),
-        }
-    }
 
     #[test]
     fn names_match_without_regard_to_case() {

@@ -120,15 +120,7 @@ pub fn split_character_strings(mut rdata: &[u8]) -> Option<CharacterStrings> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn block_on<F: Future>(f: F) -> F::Output {
-        let mut f = std::pin::pin!(f);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("zone future was not ready"),
-        }
-    }
+    use crate::memory::block_on;
 
     #[test]
     fn zone_keeps_strings_apart_and_types_apart() {

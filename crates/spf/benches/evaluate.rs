@@ -7,24 +7,15 @@
 //! DNS latency. Run with `cargo bench -p tollgate-spf`; see
 //! docs/performance.md for the figures.
 
-use std::future::Future;
 use std::hint::black_box;
 use std::net::IpAddr;
+use tollgate_dns::memory::block_on;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tollgate_dns::memory::{RecordData, Zone};
 use tollgate_spf::{Options, Record, Spf, SpfResult};
 
 /// Polls a future once; the in-memory zone answers at once.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("in-memory evaluation did not complete at once"),
-    }
-}
-
 /// Twenty ip4/ip6 terms; only the last holds 192.0.2.0/24.
 fn ip_list() -> String {
     let mut terms = Vec::new();

@@ -10,6 +10,7 @@
 //! the evaluator itself for an `exists` term. Not a stable interface.
 
 use std::net::IpAddr;
+use tollgate_dns::memory::block_on;
 
 use tollgate_dns::memory::Zone;
 
@@ -262,15 +263,5 @@ pub fn check_exists_query(spec: &str, local_part: &str, ip: IpAddr) {
         assert_eq!(queried, [expected.as_str()], "spec {spec:?}");
     } else {
         assert!(queried.is_empty(), "queried {queried:?} for spec {spec:?}");
-    }
-}
-
-/// Polls an evaluation over the in-memory zone, which answers at once.
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("an in-memory evaluation waited"),
     }
 }

@@ -4,19 +4,11 @@
 //! queried.
 
 use std::net::{IpAddr, Ipv4Addr};
+use tollgate_dns::memory::block_on;
 
 use proptest::prelude::*;
 use tollgate_dns::memory::{RecordData, Zone};
 use tollgate_spf::{Options, Spf, SpfOutput, SpfResult, fuzzing};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("in-memory evaluation did not complete at once"),
-    }
-}
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 

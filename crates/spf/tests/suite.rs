@@ -4,22 +4,13 @@
 //! conventions: where `result` is a list any value passes, and
 //! `explanation: DEFAULT` means the engine's own default text.
 
-use std::future::Future;
 use std::path::Path;
+use tollgate_dns::memory::block_on;
 
 use tollgate_spf::{Options, Spf, SpfOutput};
 use tollgate_testdns::suite::{TestCase, load_suite};
 
 /// Polls a future that never waits (the in-memory zone answers at once).
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("in-memory evaluation did not complete at once"),
-    }
-}
-
 /// Judges an output by the suite's conventions, saying what matched or went wrong.
 fn judge(case: &TestCase, out: &SpfOutput) -> Result<(), String> {
     let explanation = out

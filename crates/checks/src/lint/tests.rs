@@ -1,6 +1,7 @@
 //! The lint over in-memory zones: shapes the wire cannot carry (strings
 //! over 255 octets, answers of 10,000 names) and the bounds on work.
 
+use tollgate_dns::memory::block_on;
 use tollgate_dns::memory::{RecordData, Zone};
 use tollgate_dns::{Lookup, Mx};
 
@@ -13,17 +14,6 @@ fn run<L: Lookup + TxtStrings>(zone: &L, domain: &str) -> LintReport {
         ..LintRequest::default()
     };
     block_on(lint(zone, &request))
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    // The zone's futures are always ready.
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
 }
 
 #[test]
