@@ -212,6 +212,16 @@ pub fn check_exists_query(spec: &str, local_part: &str, ip: IpAddr) {
     let Some(crate::Mechanism::Exists(ms)) = parsed.directives.first().map(|d| &d.mechanism) else {
         return;
     };
+    // A space in `spec` ends the term: the rest are terms of their own
+    // (`%{l}.x a` adds an `a` mechanism, which queries too), so the record
+    // is not the one this property is about.
+    let only_exists_and_all = parsed.directives.len() == 2
+        && parsed.redirect.is_none()
+        && parsed.exp.is_none()
+        && parsed.unknown.is_empty();
+    if !only_exists_and_all {
+        return;
+    }
     let mut zone = Zone::new();
     zone.add_txt(DOMAIN, &record);
     let opts = Options {
