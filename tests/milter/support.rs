@@ -106,6 +106,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its reload handle.
     pub handle: MilterHandle,
+    /// Where it serves metrics (with `metrics.listen` in the setup).
+    pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
     dir: TempDir,
@@ -125,6 +127,7 @@ impl Running {
             other => panic!("bound to {other}"),
         };
         assert_ne!(addr.port(), 0);
+        let metrics = milter.metrics_listen();
         let handle = milter.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(milter.run(async move {
@@ -134,6 +137,7 @@ impl Running {
             dns,
             addr,
             handle,
+            metrics,
             stop: Some(stop),
             task: Some(task),
             dir,

@@ -1,0 +1,1 @@
+//! Tests of the metrics: names, labels and values as encoded.
