@@ -69,6 +69,9 @@ pub async fn run(args: &ServeArgs) -> Result<(), ServeFailure> {
     // The one line on stdout: tests and scripts wait for it.
     println!("listening on {}", milter.listen());
     tracing::info!(listen = %milter.listen(), version = env!("CARGO_PKG_VERSION"), "tollgate started");
+    if let Some(addr) = milter.metrics_listen() {
+        tracing::info!(url = %format!("http://{addr}/metrics"), "serving metrics");
+    }
 
     let mut hup = signal(SignalKind::hangup()).map_err(ServeFailure::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeFailure::Signals)?;
