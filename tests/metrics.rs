@@ -389,6 +389,9 @@ fn a_scrape_during_milter_traffic_counts_what_the_traffic_did() -> TestResult {
         v(r#"tollgate_config_reloads_total{outcome="failure"}"#),
         1.0
     );
+    // The bad file came last.
+    assert_eq!(v("tollgate_config_last_reload_successful"), 0.0);
+    assert_eq!(t.during["tollgate_config_last_reload_successful"], 1.0);
     let last_good = v("tollgate_config_last_reload_success_timestamp_seconds");
     assert!(last_good >= t.before_reload.floor(), "{last_good}");
     assert_eq!(

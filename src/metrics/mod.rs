@@ -140,6 +140,7 @@ pub struct Metrics {
     /// For helo, mail and eom: the commands that wait for DNS.
     dns_wait: [Histogram; 3],
     reloads: Family<Labels<1>, Counter>,
+    last_reload_successful: Gauge,
     last_reload_success: Gauge<f64, AtomicU64>,
 }
 
@@ -258,6 +259,13 @@ impl Metrics {
             "Configuration reloads (SIGHUP) by outcome (success, failure)",
             reloads.clone(),
         );
+        let last_reload_successful = Gauge::default();
+        last_reload_successful.set(1);
+        registry.register(
+            "tollgate_config_last_reload_successful",
+            "Whether the last reload succeeded (1; also before any reload) or failed and the old configuration stays (0)",
+            last_reload_successful.clone(),
+        );
         let last_reload_success = Gauge::<f64, AtomicU64>::default();
         let now = unix_time(SystemTime::now());
         last_reload_success.set(now);
@@ -283,6 +291,7 @@ impl Metrics {
             callback_seconds,
             dns_wait,
             reloads,
+            last_reload_successful,
             last_reload_success,
         }
     }
@@ -378,6 +387,7 @@ impl Metrics {
     pub(crate) fn reload(&self, success: bool) {
         let outcome = if success { "success" } else { "failure" };
         self.reloads.get_or_create(&[("outcome", outcome)]).inc();
+        self.last_reload_successful.set(i64::from(success));
         if success {
             self.last_reload_success.set(unix_time(SystemTime::now()));
         }

@@ -38,7 +38,7 @@ use crate::metrics::{Command, Metrics};
 const MACROS: [(MacroStage, &str); 6] = [
     (
         MacroStage::Connect,
-        "j {client_addr} {client_name} {daemon_name}",
+        "j {client_addr} {client_port} {client_name} {daemon_name}",
     ),
     (MacroStage::Mail, "i {auth_authen} {mail_addr}"),
     (MacroStage::Rcpt, "i"),
@@ -209,9 +209,14 @@ async fn negotiate(
 
 /// CONNECT: a new session; its skip and FCrDNS lookup start.
 async fn connect(state: Arc<State>, cx: &mut Context<Slot>, socket: SocketInfo) -> Status {
-    let ip = match socket {
-        SocketInfo::Inet(addr) => Some(addr.ip()),
-        _ => macro_text(&cx.macros, "{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
+    // The client's address and port come with CONNECT itself; the macros
+    // stand in when the MTA sends no inet address.
+    let (ip, port) = match socket {
+        SocketInfo::Inet(addr) => (Some(addr.ip()), Some(addr.port())),
+        _ => (
+            macro_text(&cx.macros, "{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
+            macro_text(&cx.macros, "{client_port}").and_then(|p| p.parse::<u16>().ok()),
+        ),
     };
     let mta_host = macro_text(&cx.macros, "j");
     let id = state.next_id.fetch_add(1, Ordering::Relaxed) + 1;
@@ -222,6 +227,7 @@ async fn connect(state: Arc<State>, cx: &mut Context<Slot>, socket: SocketInfo) 
         guard,
         state.metrics.clone(),
         ip,
+        port.filter(|&p| p != 0),
         mta_host.as_deref(),
     );
     session.span.in_scope(|| tracing::debug!("connect"));

@@ -93,6 +93,8 @@ pub(crate) struct Session {
     eval: Evaluator<HickoryLookup>,
     /// Message state.
     msg: Message,
+    /// The client's TCP port, when the MTA gave it.
+    client_port: Option<u16>,
     /// What is counted, with metrics on.
     metrics: Option<Arc<Metrics>>,
     /// Counts the session as live until it is dropped.
@@ -108,6 +110,7 @@ impl Session {
         live: super::LiveSession,
         metrics: Option<Arc<Metrics>>,
         ip: Option<IpAddr>,
+        client_port: Option<u16>,
         mta_host: Option<&str>,
     ) -> Session {
         let span = tracing::info_span!(
@@ -127,6 +130,7 @@ impl Session {
             authserv_id,
             eval,
             msg: Message::default(),
+            client_port,
             metrics,
             _live: live,
         }
@@ -293,11 +297,13 @@ impl Session {
         }
         logline::message(&logline::MessageLine {
             ip: self.eval.ip(),
+            port: self.client_port,
             helo: self.eval.helo_name(),
             sender: self.eval.sender().map(|s| s.address()),
             recipients: &self.msg.recipients,
             queue_id: self.msg.queue_id.as_deref(),
             eval,
+            verdict: &verdict,
             dry_run: self.shared.config.dry_run,
             dns_queries: queries,
             dns_cancelled: cancelled,
