@@ -12,7 +12,7 @@
 //! (tests/e2e/harness.rs). `.ci/run` installs it.
 
 // Only the harness and a few helpers of the e2e module are used here.
-#[allow(dead_code, unused_macros, unused_imports)]
+#[allow(unused_macros, unused_imports)]
 mod e2e;
 #[allow(dead_code)]
 #[path = "milter/support.rs"]

@@ -79,7 +79,10 @@ fn actions_are_labelled_as_in_the_log_line() {
     assert_eq!(action_label(&verdict(Action::Reject), false), "reject");
     assert_eq!(action_label(&verdict(Action::Tempfail), false), "tempfail");
     assert_eq!(action_label(&verdict(Action::Tag), false), "accept");
-    assert_eq!(action_label(&verdict(Action::Reject), true), "dry-run:reject");
+    assert_eq!(
+        action_label(&verdict(Action::Reject), true),
+        "dry-run:reject"
+    );
     assert_eq!(
         action_label(&verdict(Action::Tempfail), true),
         "dry-run:tempfail"

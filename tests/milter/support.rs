@@ -107,6 +107,7 @@ pub struct Running {
     /// Its reload handle.
     pub handle: MilterHandle,
     /// Where it serves metrics (with `metrics.listen` in the setup).
+    #[allow(dead_code)] // read by tests/metrics.rs only
     pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
