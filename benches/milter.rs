@@ -97,20 +97,25 @@ fn zone_yaml() -> String {
             "_spf.esp{j}.example:\n  - TXT: \"v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 ip4:203.0.113.0/24 ip6:2001:db8::/32 ~all\""
         );
     }
+    for j in 0..ESPS {
+        let _ = writeln!(z, "mx.esp{j}.example:\n  - A: 198.51.100.{}", 200 + j);
+    }
     for k in 0..BRANDS {
         let _ = writeln!(
             z,
-            "brand{k}.example:\n  - TXT: \"v=spf1 include:_spf.esp{}.example -all\"",
+            "brand{k}.example:\n  - TXT: \"v=spf1 include:_spf.esp{}.example -all\"\n  - MX: [10, mx.esp{}.example]",
+            k % ESPS,
             k % ESPS
         );
     }
     for k in 0..5 {
         let _ = writeln!(
             z,
-            "bank{k}.example:\n  - TXT: \"v=spf1 include:_spf.bank.example -all\""
+            "bank{k}.example:\n  - TXT: \"v=spf1 include:_spf.bank.example -all\"\n  - MX: [10, mx.bank.example]"
         );
     }
     z.push_str("_spf.bank.example:\n  - TXT: \"v=spf1 ip4:233.252.0.0/24 -all\"\n");
+    z.push_str("mx.bank.example:\n  - A: 203.0.113.250\n");
     z
 }
 
