@@ -40,6 +40,7 @@ e2e::harness::main!(
     alert_rules_in_operations_md_pass_promtool_check_and_test,
     paths_other_than_metrics_are_404_and_bad_requests_are_refused,
     metrics_clients_that_send_nothing_do_not_hold_up_the_milter,
+    a_metrics_address_in_use_stops_the_start_and_leaves_no_socket_file,
 );
 
 /// 192.0.2.7 is mx.example.com (FCrDNS passes); example.com authorises
@@ -590,6 +591,32 @@ fn metrics_clients_that_send_nothing_do_not_hold_up_the_milter() -> TestResult {
             ),
             1.0
         );
+    });
+    Ok(())
+}
+
+fn a_metrics_address_in_use_stops_the_start_and_leaves_no_socket_file() -> TestResult {
+    block_on(async {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("address");
+        let dir = TempDir::new("metrics-in-use");
+        let socket = dir.path().join("milter.sock");
+        let path = dir.path().join("milter.yaml");
+        let text = format!(
+            "listen: unix:{}\ndns:\n  nameservers: [\"127.0.0.1:53\"]\nmetrics:\n  listen: {addr}\n",
+            socket.display()
+        );
+        let config = tollgate::config::Config::parse(&text, &path).expect("valid");
+        let error = tollgate::milter::Milter::bind(config)
+            .await
+            .expect_err("the start fails");
+        let line = error.to_string();
+        assert!(
+            line.starts_with(&format!("cannot listen for metrics on {addr}: ")),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+        assert!(!socket.exists(), "{} was left behind", socket.display());
     });
     Ok(())
 }

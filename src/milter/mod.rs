@@ -170,12 +170,8 @@ impl Milter {
             }
             _ => None,
         };
-        let bound = listener::Bound::bind(&config.listen, config.socket_mode, gid)
-            .await
-            .map_err(|source| ServeError::Bind {
-                listen: config.listen.clone(),
-                source,
-            })?;
+        // The metrics listener first: when it cannot be had, no socket
+        // file is left behind.
         let metrics_listener =
             match config.metrics.listen {
                 Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
@@ -186,6 +182,12 @@ impl Milter {
                 )?),
                 None => None,
             };
+        let bound = listener::Bound::bind(&config.listen, config.socket_mode, gid)
+            .await
+            .map_err(|source| ServeError::Bind {
+                listen: config.listen.clone(),
+                source,
+            })?;
         let metrics = metrics_listener.as_ref().map(|_| Arc::new(Metrics::new()));
         let max_connections = config.max_connections;
         let shared = Shared::build(config, None, metrics.as_deref())?;
