@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # tollgate as a sidecar: a small runtime image, non-root, listening on
-# inet:0.0.0.0:8894 with its configuration at /etc/tollgate/milter.yaml.
+# inet:0.0.0.0:8894 with its configuration at /etc/tollgate/milter.yaml,
+# Prometheus metrics on 0.0.0.0:9187.
 # See docs/docker.md.
 #
 # The runtime image is the binary and the few C libraries it links to
@@ -28,6 +29,8 @@ COPY deploy/docker/milter.yaml /etc/tollgate/milter.yaml
 ENV PATH=/usr/local/bin
 USER 10001:10001
 EXPOSE 8894
+# Prometheus metrics (metrics.listen in the shipped milter.yaml).
+EXPOSE 9187
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
     CMD ["tollgate", "health", "--config", "/etc/tollgate/milter.yaml"]
 STOPSIGNAL SIGTERM

@@ -32,6 +32,9 @@
 //! `TOLLGATE_BENCH_CONCURRENCY` (e.g. `64` or `1,64`) to change the levels;
 //! for experiments, `TOLLGATE_BENCH_HEADERS` (0 to 6 headers per message)
 //! and `TOLLGATE_BENCH_LOG` (the milter's log level, default info).
+//! `TOLLGATE_BENCH_METRICS=1` turns the Prometheus metrics on
+//! (`metrics.listen` on a free loopback port) and scrapes them once after
+//! each run, as Prometheus would, checking that every message was counted.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -94,20 +97,25 @@ fn zone_yaml() -> String {
             "_spf.esp{j}.example:\n  - TXT: \"v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 ip4:203.0.113.0/24 ip6:2001:db8::/32 ~all\""
         );
     }
+    for j in 0..ESPS {
+        let _ = writeln!(z, "mx.esp{j}.example:\n  - A: 198.51.100.{}", 200 + j);
+    }
     for k in 0..BRANDS {
         let _ = writeln!(
             z,
-            "brand{k}.example:\n  - TXT: \"v=spf1 include:_spf.esp{}.example -all\"",
+            "brand{k}.example:\n  - TXT: \"v=spf1 include:_spf.esp{}.example -all\"\n  - MX: [10, mx.esp{}.example]",
+            k % ESPS,
             k % ESPS
         );
     }
     for k in 0..5 {
         let _ = writeln!(
             z,
-            "bank{k}.example:\n  - TXT: \"v=spf1 include:_spf.bank.example -all\""
+            "bank{k}.example:\n  - TXT: \"v=spf1 include:_spf.bank.example -all\"\n  - MX: [10, mx.bank.example]"
         );
     }
     z.push_str("_spf.bank.example:\n  - TXT: \"v=spf1 ip4:233.252.0.0/24 -all\"\n");
+    z.push_str("mx.bank.example:\n  - A: 203.0.113.250\n");
     z
 }
 
@@ -144,7 +152,26 @@ fn plans(count: usize) -> Vec<Plan> {
 struct MilterProcess {
     child: Child,
     addr: SocketAddr,
+    /// Where it serves metrics (`TOLLGATE_BENCH_METRICS=1`).
+    metrics: Option<SocketAddr>,
     _dir: TempDir,
+}
+
+/// Whether `TOLLGATE_BENCH_METRICS` turns the metrics on.
+fn metrics_on() -> bool {
+    std::env::var("TOLLGATE_BENCH_METRICS").is_ok_and(|v| v == "1")
+}
+
+/// After a run: with metrics on, one scrape, which must have counted
+/// every message the milter served so far.
+fn check_scrape(milter: &MilterProcess, served: usize) -> bool {
+    match milter.scraped_messages() {
+        None => true,
+        Some(counted) => {
+            eprintln!("metrics: {counted} messages counted of {served} served");
+            counted == served as f64
+        }
+    }
 }
 
 struct TempDir(PathBuf);
@@ -161,6 +188,14 @@ impl MilterProcess {
         let dir = std::env::temp_dir().join(format!("tollgate-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temporary directory");
         let config = dir.join("milter.yaml");
+        let metrics = metrics_on().then(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port for metrics")
+        });
+        let metrics_yaml = metrics
+            .map(|addr| format!("metrics:\n  listen: {addr}\n"))
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
@@ -168,7 +203,7 @@ impl MilterProcess {
                  hostname: mx.bench.example\n\
                  max_connections: 256\n\
                  dns:\n  nameservers: [\"{dns}\"]\n  timeout: 2s\n  attempts: 2\n  cache_size: {cache_size}\n\
-                 log:\n  level: {log_level}\n"
+                 log:\n  level: {log_level}\n{metrics_yaml}"
             ),
         )
         .expect("write the configuration");
@@ -195,8 +230,29 @@ impl MilterProcess {
         MilterProcess {
             child,
             addr,
+            metrics,
             _dir: TempDir(dir),
         }
+    }
+
+    /// The messages counted in `tollgate_messages_total`, from one scrape
+    /// (`None` with metrics off).
+    fn scraped_messages(&self) -> Option<f64> {
+        use std::io::{Read, Write};
+        let addr = self.metrics?;
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .expect("send the scrape");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read the scrape");
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        Some(
+            text.lines()
+                .filter(|l| l.starts_with("tollgate_messages_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
     }
 
     fn pid(&self) -> u32 {
@@ -677,14 +733,16 @@ fn main() -> ExitCode {
         let dns = TestDns::start(zone).await.expect("testdns starts");
         let plans = Arc::new(plans(transactions));
         println!(
-            "milter bench: {transactions} transactions per run, {} clients, {BRANDS} brands via {ESPS} includes, 10% forged",
-            NETS.len() * HOSTS_PER_NET
+            "milter bench: {transactions} transactions per run, {} clients, {BRANDS} brands via {ESPS} includes, 10% forged, metrics {}",
+            NETS.len() * HOSTS_PER_NET,
+            if metrics_on() { "on" } else { "off" }
         );
         println!(
             "|   c | run       |  msg/s   | p50 ms  | p99 ms  | DNS/m | CPU-s/1k | HWM MiB | RSS MiB | loadgen CPU-s/1k | refused/errors |"
         );
         println!("|----:|-----------|---------:|--------:|--------:|------:|-------:|------:|------:|-------:|--------:|");
         let mut all = Vec::new();
+        let mut metrics_ok = true;
         let levels: Vec<usize> = std::env::var("TOLLGATE_BENCH_CONCURRENCY")
             .ok()
             .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
@@ -693,23 +751,29 @@ fn main() -> ExitCode {
             let milter = MilterProcess::start(dns.addr(), 10_000, &format!("c{concurrency}"));
             let baseline = vm_mib(&milter.pid().to_string(), "VmRSS:");
             eprintln!("milter pid {} at {}: RSS at start {baseline:.1} MiB", milter.pid(), milter.addr);
-            for label in ["cold", "warm"] {
+            let mut counted = true;
+            for (i, label) in ["cold", "warm"].into_iter().enumerate() {
                 let f = run(&milter, &dns, &plans, concurrency, label).await;
                 print_row(&f);
                 all.push(f);
+                counted &= check_scrape(&milter, (i + 1) * transactions);
             }
             drop(milter);
             let milter = MilterProcess::start(dns.addr(), 0, &format!("nocache{concurrency}"));
             let f = run(&milter, &dns, &plans, concurrency, "no-cache").await;
             print_row(&f);
+            counted &= check_scrape(&milter, transactions);
+            metrics_ok &= counted;
             if concurrency == 1 {
                 eprintln!("DNS queries per message without a cache: {}", query_mix(&dns, transactions));
             }
             all.push(f);
         }
         let expected_refused = plans.iter().filter(|p| p.forged).count();
-        all.iter()
-            .all(|f| f.errors == 0 && f.refused == expected_refused && f.messages == transactions)
+        metrics_ok
+            && all.iter().all(|f| {
+                f.errors == 0 && f.refused == expected_refused && f.messages == transactions
+            })
     });
     if ok {
         ExitCode::SUCCESS

@@ -5,12 +5,14 @@
 //! `tollgate-spf` (RFC 7208) and `tollgate-checks` (stages, policy,
 //! headers, replies, and the per-connection evaluator). This crate adds the
 //! configuration file ([`config`]), the milter on indymilter ([`milter`]:
-//! callbacks, sessions, the listener) and the command line ([`cli`]).
+//! callbacks, sessions, the listener), Prometheus metrics ([`metrics`])
+//! and the command line ([`cli`]).
 
 pub mod cli;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod milter;
 
 pub use tollgate_checks as checks;

@@ -190,8 +190,7 @@ fn binary_serves_unprivileged_with_the_image_configuration() {
         // As root, drop to nobody the way the image runs as its own user.
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", binary]);
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         c
     } else {
         Command::new(binary)

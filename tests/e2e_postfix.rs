@@ -241,6 +241,51 @@ fn spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted()
     Ok(())
 }
 
+fn a_refusal_before_the_queue_id_is_matched_to_postfix_noqueue_line_by_address_and_port()
+-> TestResult {
+    let install = postfix::require()?;
+    e2e::require_tollgate_serve()?;
+    let dir = TempDir::new("pf-noqueue");
+    let dns = Dns::start(ZONE);
+    let tollgate = Tollgate::start(dir.path(), &e2e::tollgate_config(&dns, ""));
+    // The documented main.cf block and the port logging of docs/operations.md.
+    let mut main_cf = postfix::documented_snippet(&format!("inet:{}", tollgate.addr));
+    main_cf.push_str(&e2e::doc_snippet(
+        "docs/operations.md",
+        "postfix client port logging",
+    ));
+    let postfix = Postfix::start(&install, dir.path(), &main_cf);
+    let mut smtp = postfix.connect();
+    smtp.ehlo("client.example.com");
+    smtp.xclient("192.0.2.9", Some("relay.example.net"), "relay.example.net");
+    assert_eq!(smtp.mail("forger@example.com").code, 250, "{}", smtp.show());
+    assert_eq!(smtp.rcpt("bob@example.org").code, 550, "{}", smtp.show());
+    smtp.quit();
+
+    let ours = e2e::wait_for(e2e::WAIT, "tollgate's message line", || {
+        tollgate
+            .log_text()
+            .lines()
+            .find(|l| l.contains(" message ") && l.contains("forger@example.com"))
+            .map(str::to_owned)
+    });
+    e2e::note(&ours);
+    assert!(ours.contains(" queue_id= "), "no queue id yet: {ours}");
+    let port = ours
+        .split(" client_port=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .filter(|p| p.parse::<u16>().is_ok_and(|p| p != 0))
+        .unwrap_or_else(|| panic!("no client_port in {ours}"));
+    let theirs = postfix.log_line("NOQUEUE: milter-reject: RCPT from");
+    e2e::note(&theirs);
+    assert!(
+        theirs.contains(&format!("relay.example.net[192.0.2.9]:{port}: 550 5.7.23")),
+        "Postfix's NOQUEUE line does not name port {port}: {theirs}"
+    );
+    Ok(())
+}
+
 fn dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt() -> TestResult {
     let w = world("pf-timeout", "")?;
     let mut smtp = w.postfix.connect();
@@ -566,6 +611,7 @@ e2e::harness::main!(
     postfix_sends_the_macros_tollgate_reads_with_the_documented_main_cf,
     postfix_tempfails_mail_when_no_milter_listens_with_milter_default_action_tempfail,
     spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted,
+    a_refusal_before_the_queue_id_is_matched_to_postfix_noqueue_line_by_address_and_port,
     dns_timeout_for_the_sender_domain_is_a_451_4_7_24_at_rcpt,
     accepted_mail_carries_received_spf_and_authentication_results_once_above_postfix_received,
     forged_authentication_results_with_our_authserv_id_are_removed_and_others_kept,

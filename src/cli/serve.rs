@@ -66,13 +66,18 @@ pub async fn run(args: &ServeArgs) -> Result<(), ServeFailure> {
     let config = Config::load_off_thread(args.config.clone()).await?;
     init_logging(&config);
     let milter = Milter::bind(config).await?;
-    // The one line on stdout: tests and scripts wait for it.
-    println!("listening on {}", milter.listen());
-    tracing::info!(listen = %milter.listen(), version = env!("CARGO_PKG_VERSION"), "tollgate started");
-
+    // The handlers are in place before anyone is told the milter runs: a
+    // SIGHUP sent right after "tollgate started" used to find none, and
+    // its default action ended the process.
     let mut hup = signal(SignalKind::hangup()).map_err(ServeFailure::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeFailure::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeFailure::Signals)?;
+    // The one line on stdout: tests and scripts wait for it.
+    println!("listening on {}", milter.listen());
+    tracing::info!(listen = %milter.listen(), version = env!("CARGO_PKG_VERSION"), "tollgate started");
+    if let Some(addr) = milter.metrics_listen() {
+        tracing::info!(url = %format!("http://{addr}/metrics"), "serving metrics");
+    }
     let handle = milter.handle();
     let reloader = async move {
         while hup.recv().await.is_some() {

@@ -135,6 +135,14 @@ pub struct Log {
     pub format: LogFormat,
 }
 
+/// The Prometheus metrics listener.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `/metrics` is served over HTTP; `None` (the default): no
+    /// listener, and nothing is counted.
+    pub listen: Option<SocketAddr>,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -168,6 +176,8 @@ pub struct Config {
     pub log: Log,
     /// How long sessions may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 /// A configuration that cannot be used.

@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub helo: RawHelo,
     pub policy: BTreeMap<String, serde_yaml::Value>,
     pub log: RawLog,
+    pub metrics: RawMetrics,
 }
 
 /// `headers:`.
@@ -102,4 +103,11 @@ pub(crate) struct RawHelo {
 pub(crate) struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+}
+
+/// `metrics:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawMetrics {
+    pub listen: Option<String>,
 }

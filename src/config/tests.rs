@@ -323,3 +323,47 @@ fn yaml_examples_in_docs_parse() {
     }
     assert!(checked > 0, "no yaml examples found in docs/");
 }
+
+#[test]
+fn metrics_listen_is_unset_by_default_and_takes_an_address_and_port() {
+    assert_eq!(parse("{}").unwrap().metrics.listen, None);
+    let c = parse("metrics:\n  listen: 0.0.0.0:9187\n").unwrap();
+    assert_eq!(c.metrics.listen, Some("0.0.0.0:9187".parse().unwrap()));
+    let c = parse("metrics: {listen: \"[::1]:9187\"}\n").unwrap();
+    assert_eq!(c.metrics.listen, Some("[::1]:9187".parse().unwrap()));
+    assert_eq!(parse("metrics: {}\n").unwrap().metrics.listen, None);
+}
+
+#[test]
+fn bad_metrics_listen_is_refused_with_one_line_naming_file_and_key() {
+    for (text, problem) in [
+        (
+            "metrics:\n  listen: 9187\n",
+            "\"9187\" is not an address and port",
+        ),
+        (
+            "metrics:\n  listen: example.com:9187\n",
+            "is not an address and port",
+        ),
+        (
+            "metrics:\n  listen: 127.0.0.1:99999\n",
+            "is not an address and port",
+        ),
+        (
+            "listen: inet:127.0.0.1:8894\nmetrics:\n  listen: 127.0.0.1:8894\n",
+            "127.0.0.1:8894 is the milter's own listen address",
+        ),
+    ] {
+        let err = parse(text).expect_err(text);
+        let line = err.to_string();
+        assert_eq!(err.key, "metrics.listen", "{line}");
+        assert!(
+            line.starts_with("/etc/tollgate/milter.yaml: metrics.listen (line "),
+            "{line}"
+        );
+        assert!(line.contains(problem), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+    let err = parse("metrics:\n  port: 9187\n").unwrap_err();
+    assert!(err.to_string().contains("unknown field `port`"), "{err}");
+}

@@ -17,7 +17,7 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use super::duration::parse_duration;
 use super::raw::{self, RawConfig};
-use super::{Config, ConfigError, Dns, Headers, Listen, Log, LogFormat, RejectAt};
+use super::{Config, ConfigError, Dns, Headers, Listen, Log, LogFormat, Metrics, RejectAt};
 
 /// `max_connections`: at least one; at most what a process can hold open
 /// (each is a descriptor and a task).
@@ -178,8 +178,10 @@ impl<'a> Validator<'a> {
             helo,
             policy,
             log,
+            metrics,
         } = raw;
         let listen = self.listen(listen.as_deref())?;
+        let metrics = self.metrics(metrics, &listen)?;
         let socket_mode = self.socket_mode(socket_mode.as_deref())?;
         let max_connections =
             self.count("max_connections", max_connections, 256, MAX_CONNECTIONS)?;
@@ -240,7 +242,28 @@ impl<'a> Validator<'a> {
             checks,
             log: self.log(log)?,
             shutdown_timeout,
+            metrics,
         })
+    }
+
+    /// `metrics.listen`: an address and port, not the milter's own.
+    fn metrics(&self, raw: raw::RawMetrics, listen: &Listen) -> Result<Metrics, ConfigError> {
+        let Some(text) = raw.listen.filter(|t| !t.trim().is_empty()) else {
+            return Ok(Metrics::default());
+        };
+        let addr: SocketAddr = text.trim().parse().map_err(|_| {
+            self.error(
+                "metrics.listen",
+                format!("{text:?} is not an address and port (e.g. 127.0.0.1:9187 or [::1]:9187)"),
+            )
+        })?;
+        if *listen == Listen::Inet(addr) && addr.port() != 0 {
+            return Err(self.error(
+                "metrics.listen",
+                format!("{addr} is the milter's own listen address"),
+            ));
+        }
+        Ok(Metrics { listen: Some(addr) })
     }
 
     fn listen(&self, text: Option<&str>) -> Result<Listen, ConfigError> {

@@ -11,11 +11,15 @@
 //! A callback that finds no session (the MTA skipped CONNECT, or the
 //! protocol went wrong) answers tempfail: failing open would let
 //! unchecked mail through.
+//!
+//! With metrics on, the slot holds the [`Metrics`], and each registration
+//! wraps its handler in [`timed`]: every command is counted and timed.
 
 use std::ffi::{CStr, CString};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
@@ -26,6 +30,7 @@ use tracing::Instrument;
 use super::State;
 use super::fields::reply_text;
 use super::session::{Answer, HeaderEdit, Session};
+use crate::metrics::{Command, Metrics};
 
 /// The macros tollgate asks the MTA for, per stage.
 /// Postfix assigns the queue id (`i`) only once the queue file is open,
@@ -33,7 +38,7 @@ use super::session::{Answer, HeaderEdit, Session};
 const MACROS: [(MacroStage, &str); 6] = [
     (
         MacroStage::Connect,
-        "j {client_addr} {client_name} {daemon_name}",
+        "j {client_addr} {client_port} {client_name} {daemon_name}",
     ),
     (MacroStage::Mail, "i {auth_authen} {mail_addr}"),
     (MacroStage::Rcpt, "i"),
@@ -78,6 +83,7 @@ fn refuse(reply_slot: &mut indymilter::SmtpReply, answer: Answer) -> Status {
 pub(crate) struct Slot {
     noreply: ProtoOpts,
     session: Option<Box<Session>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Slot {
@@ -94,9 +100,49 @@ impl Slot {
 fn take(data: &mut Option<Slot>) -> Option<Box<Session>> {
     let session = data.as_mut().and_then(|slot| slot.session.take());
     if session.is_none() {
-        tracing::warn!("milter command without a session (no CONNECT seen); answering tempfail");
+        no_session(data.as_ref());
     }
     session
+}
+
+fn no_session(slot: Option<&Slot>) {
+    tracing::warn!("milter command without a session (no CONNECT seen); answering tempfail");
+    if let Some(metrics) = slot.and_then(|s| s.metrics.as_deref()) {
+        metrics.protocol_error();
+    }
+}
+
+/// Times a command, with metrics on (the slot holds them from negotiate on).
+struct Timer(Option<Instant>);
+
+impl Timer {
+    fn start(data: &Option<Slot>) -> Timer {
+        Timer(
+            data.as_ref()
+                .is_some_and(|slot| slot.metrics.is_some())
+                .then(Instant::now),
+        )
+    }
+
+    fn stop(self, data: &Option<Slot>, command: Command) {
+        if let (Some(started), Some(metrics)) =
+            (self.0, data.as_ref().and_then(|s| s.metrics.as_deref()))
+        {
+            metrics.command(command, started.elapsed());
+        }
+    }
+}
+
+/// A handler's future, boxed for indymilter, timed as `command`.
+macro_rules! timed {
+    ($command:expr, $cx:ident, $handler:expr) => {
+        Box::pin(async move {
+            let timer = Timer::start(&$cx.data);
+            let status = $handler.await;
+            timer.stop(&$cx.data, $command);
+            status
+        })
+    };
 }
 
 /// The queue id (`i`), from whichever macros the MTA sent with this command.
@@ -110,21 +156,38 @@ fn put(data: &mut Option<Slot>, session: Box<Session>) {
 
 /// The callbacks over the shared state.
 pub(crate) fn callbacks(state: Arc<State>) -> Callbacks<Slot> {
+    let metrics = state.metrics.clone();
     Callbacks::new()
-        .on_negotiate(|cx, actions, opts| Box::pin(negotiate(cx, actions, opts)))
-        .on_connect(move |cx, _hostname, socket| Box::pin(connect(Arc::clone(&state), cx, socket)))
-        .on_helo(|cx, helo| Box::pin(helo_cb(cx, helo)))
-        .on_mail(|cx, args| Box::pin(mail(cx, args)))
-        .on_rcpt(|cx, args| Box::pin(rcpt(cx, args)))
-        .on_header(|cx, name, value| Box::pin(header(cx, name, value)))
-        .on_eom(|cx| Box::pin(eom(cx)))
-        .on_abort(|cx| Box::pin(abort(cx)))
-        .on_close(|cx| Box::pin(close(cx)))
+        .on_negotiate(move |cx, actions, opts| {
+            let metrics = metrics.clone();
+            Box::pin(async move {
+                let timer = Timer(metrics.is_some().then(Instant::now));
+                let status = negotiate(cx, actions, opts, metrics).await;
+                timer.stop(&cx.data, Command::Negotiate);
+                status
+            })
+        })
+        .on_connect(move |cx, _hostname, socket| {
+            let state = Arc::clone(&state);
+            timed!(Command::Connect, cx, connect(state, cx, socket))
+        })
+        .on_helo(|cx, helo| timed!(Command::Helo, cx, helo_cb(cx, helo)))
+        .on_mail(|cx, args| timed!(Command::Mail, cx, mail(cx, args)))
+        .on_rcpt(|cx, args| timed!(Command::Rcpt, cx, rcpt(cx, args)))
+        .on_header(|cx, name, value| timed!(Command::Header, cx, header(cx, name, value)))
+        .on_eom(|cx| timed!(Command::Eom, cx, eom(cx)))
+        .on_abort(|cx| timed!(Command::Abort, cx, abort(cx)))
+        .on_close(|cx| timed!(Command::Close, cx, close(cx)))
 }
 
 /// Option negotiation: the actions and protocol steps tollgate needs, and
 /// the macros it asks for.
-async fn negotiate(cx: &mut NegotiateContext<Slot>, actions: Actions, opts: ProtoOpts) -> Status {
+async fn negotiate(
+    cx: &mut NegotiateContext<Slot>,
+    actions: Actions,
+    opts: ProtoOpts,
+    metrics: Option<Arc<Metrics>>,
+) -> Status {
     cx.requested_actions = actions & (Actions::ADD_HEADER | Actions::CHANGE_HEADER);
     let unwanted = ProtoOpts::NO_BODY | ProtoOpts::NO_UNKNOWN | ProtoOpts::NO_DATA;
     // CONNECT never refuses and headers are only read: where the MTA
@@ -135,6 +198,7 @@ async fn negotiate(cx: &mut NegotiateContext<Slot>, actions: Actions, opts: Prot
     cx.data = Some(Slot {
         noreply,
         session: None,
+        metrics,
     });
     for (stage, names) in MACROS {
         cx.requested_macros
@@ -145,14 +209,27 @@ async fn negotiate(cx: &mut NegotiateContext<Slot>, actions: Actions, opts: Prot
 
 /// CONNECT: a new session; its skip and FCrDNS lookup start.
 async fn connect(state: Arc<State>, cx: &mut Context<Slot>, socket: SocketInfo) -> Status {
-    let ip = match socket {
-        SocketInfo::Inet(addr) => Some(addr.ip()),
-        _ => macro_text(&cx.macros, "{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
+    // The client's address and port come with CONNECT itself; the macros
+    // stand in when the MTA sends no inet address.
+    let (ip, port) = match socket {
+        SocketInfo::Inet(addr) => (Some(addr.ip()), Some(addr.port())),
+        _ => (
+            macro_text(&cx.macros, "{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
+            macro_text(&cx.macros, "{client_port}").and_then(|p| p.parse::<u16>().ok()),
+        ),
     };
     let mta_host = macro_text(&cx.macros, "j");
     let id = state.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     let guard = state.session_opened();
-    let session = Session::new(id, state.current(), guard, ip, mta_host.as_deref());
+    let session = Session::new(
+        id,
+        state.current(),
+        guard,
+        state.metrics.clone(),
+        ip,
+        port.filter(|&p| p != 0),
+        mta_host.as_deref(),
+    );
     session.span.in_scope(|| tracing::debug!("connect"));
     put(&mut cx.data, Box::new(session));
     cx.data.as_ref().map_or(Status::Continue, |slot| {
@@ -202,15 +279,15 @@ async fn rcpt(cx: &mut Context<Slot>, args: Vec<CString>) -> Status {
 
 /// A header: remembered when it is a forged `Authentication-Results`.
 async fn header(cx: &mut Context<Slot>, name: CString, value: CString) -> Status {
-    let Some(slot) = cx.data.as_mut() else {
-        return Status::Tempfail;
-    };
-    let Some(session) = slot.session.as_mut() else {
+    let Some(session) = cx.data.as_mut().and_then(|slot| slot.session.as_mut()) else {
+        no_session(cx.data.as_ref());
         return Status::Tempfail;
     };
     session.queue_id(queue_id(&cx.macros));
     session.header(&text(&name), &text(&value));
-    slot.go_on(ProtoOpts::NOREPLY_HEADER)
+    cx.data.as_ref().map_or(Status::Continue, |slot| {
+        slot.go_on(ProtoOpts::NOREPLY_HEADER)
+    })
 }
 
 /// End of message: the session's header edits, applied.

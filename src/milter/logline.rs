@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use tollgate_checks::{Action, Evaluation};
+use tollgate_checks::{Evaluation, Verdict};
 
 use super::session::Disposition;
 
@@ -38,11 +38,13 @@ pub(crate) fn escaped(text: &str, max: usize) -> String {
 #[derive(Debug)]
 pub(crate) struct MessageLine<'a> {
     pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
     pub helo: Option<&'a str>,
     pub sender: Option<&'a str>,
     pub recipients: &'a [(String, Disposition)],
     pub queue_id: Option<&'a str>,
     pub eval: &'a Evaluation,
+    pub verdict: &'a Verdict,
     pub dry_run: bool,
     pub dns_queries: u32,
     pub dns_cancelled: u32,
@@ -52,7 +54,7 @@ pub(crate) struct MessageLine<'a> {
 /// Writes the message line: every stage's result, the action, the
 /// deciding stage, the reply, the skip and the DNS queries.
 pub(crate) fn message(line: &MessageLine<'_>) {
-    let verdict = line.eval.verdict();
+    let verdict = line.verdict;
     let mut stages = String::new();
     for r in &line.eval.stages {
         let sep = if stages.is_empty() { "" } else { " " };
@@ -75,10 +77,7 @@ pub(crate) fn message(line: &MessageLine<'_>) {
             line.recipients.len() - MAX_RECIPIENTS
         );
     }
-    let mut action = verdict.action_str().to_owned();
-    if line.dry_run && verdict.action != Action::Tag {
-        action = format!("dry-run:{action}");
-    }
+    let action = crate::metrics::action_label(verdict, line.dry_run);
     let skipped = line
         .eval
         .skipped()
@@ -86,18 +85,19 @@ pub(crate) fn message(line: &MessageLine<'_>) {
         .unwrap_or_default();
     tracing::info!(
         client = %line.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "local".to_owned()),
+        client_port = %line.port.map(|p| p.to_string()).unwrap_or_default(),
         helo = %escaped(line.helo.unwrap_or(""), MAX_FIELD),
         sender = %escaped(line.sender.unwrap_or(""), MAX_FIELD),
         recipients = %recipients,
         queue_id = %escaped(line.queue_id.unwrap_or(""), 64),
         stages = %stages,
         action = %action,
-        decided_by = verdict.stage.map(|s| s.as_str()).unwrap_or(""),
-        reply = %verdict.reply.map(|r| r.to_string()).unwrap_or_default(),
+        decided_by = %verdict.stage.map(|s| s.as_str()).unwrap_or(""),
+        reply = %verdict.reply.as_ref().map(|r| r.to_string()).unwrap_or_default(),
         skipped = %skipped,
         dns_queries = line.dns_queries,
         dns_cancelled = line.dns_cancelled,
-        outcome = line.outcome,
+        outcome = %line.outcome,
         "message"
     );
 }

@@ -9,6 +9,9 @@
 //! src/cli/serve.rs), reading and parsing the file on a blocking thread: a
 //! new file that fails validation is logged and the old configuration
 //! keeps serving; live sessions keep the snapshot they started with.
+//! With `metrics.listen` set, [`Milter::bind`] opens the metrics listener
+//! too, [`Milter::run`] serves it on a task of its own, and the sessions,
+//! the resolver and reloads count into one [`Metrics`].
 
 mod callbacks;
 pub(crate) mod fields;
@@ -17,6 +20,7 @@ mod logline;
 mod session;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -26,6 +30,7 @@ use tollgate_checks::Checker;
 use tollgate_dns::{HickoryLookup, ResolverError, ResolverOptions};
 
 use crate::config::{Config, ConfigError, Dns, Listen};
+use crate::metrics::Metrics;
 
 /// Why the milter could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,14 @@ pub enum ServeError {
     Bind {
         /// Where.
         listen: Listen,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metrics listener could not be opened.
+    #[error("cannot listen for metrics on {listen}: {source}")]
+    MetricsBind {
+        /// Where (`metrics.listen`).
+        listen: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
@@ -57,11 +70,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn build(config: Config, reuse: Option<&Shared>) -> Result<Shared, ServeError> {
-        // Keep the resolver (and its cache) when DNS settings did not change.
+    fn build(
+        config: Config,
+        reuse: Option<&Shared>,
+        metrics: Option<&Metrics>,
+    ) -> Result<Shared, ServeError> {
+        // Keep the resolver (and its cache, and its observer) when DNS
+        // settings did not change.
         let lookup = match reuse {
             Some(old) if old.config.dns == config.dns => old.checker.lookup().clone(),
-            _ => resolver(&config.dns)?,
+            _ => {
+                let lookup = resolver(&config.dns)?;
+                match metrics {
+                    Some(metrics) => lookup.with_observer(metrics.dns()),
+                    None => lookup,
+                }
+            }
         };
         let checker = Arc::new(Checker::new(lookup, config.checks.clone()));
         Ok(Shared { config, checker })
@@ -79,6 +103,10 @@ pub(crate) struct State {
     next_id: AtomicU64,
     live: AtomicUsize,
     idle: Notify,
+    /// The connection limit (`max_connections` at start).
+    max_connections: usize,
+    /// What is counted, with metrics on.
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl State {
@@ -88,7 +116,10 @@ impl State {
     }
 
     pub(crate) fn session_opened(self: &Arc<Self>) -> LiveSession {
-        self.live.fetch_add(1, Ordering::SeqCst);
+        let live = self.live.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.connection_opened(live, self.max_connections);
+        }
         LiveSession(Arc::clone(self))
     }
 }
@@ -99,6 +130,9 @@ pub(crate) struct LiveSession(Arc<State>);
 
 impl Drop for LiveSession {
     fn drop(&mut self) {
+        if let Some(metrics) = &self.0.metrics {
+            metrics.connection_closed();
+        }
         if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }
@@ -110,6 +144,8 @@ impl Drop for LiveSession {
 pub struct Milter {
     state: Arc<State>,
     bound: listener::Bound,
+    /// The metrics listener, with metrics on.
+    metrics_listener: Option<tokio::net::TcpListener>,
 }
 
 /// Reloads the configuration of a running milter.
@@ -134,22 +170,46 @@ impl Milter {
             }
             _ => None,
         };
+        // The metrics listener first: when it cannot be had, no socket
+        // file is left behind.
+        let metrics_listener =
+            match config.metrics.listen {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
+                    |source| ServeError::MetricsBind {
+                        listen: addr,
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         let bound = listener::Bound::bind(&config.listen, config.socket_mode, gid)
             .await
             .map_err(|source| ServeError::Bind {
                 listen: config.listen.clone(),
                 source,
             })?;
-        let shared = Shared::build(config, None)?;
+        let metrics = metrics_listener.as_ref().map(|_| Arc::new(Metrics::new()));
+        let max_connections = config.max_connections;
+        let shared = Shared::build(config, None, metrics.as_deref())?;
         Ok(Milter {
             state: Arc::new(State {
                 current: RwLock::new(Arc::new(shared)),
                 next_id: AtomicU64::new(0),
                 live: AtomicUsize::new(0),
                 idle: Notify::new(),
+                max_connections,
+                metrics,
             }),
             bound,
+            metrics_listener,
         })
+    }
+
+    /// Where the metrics are served (with the real port for `:0`), if on.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Where the milter listens (with the real port for `inet:…:0`).
@@ -168,6 +228,17 @@ impl Milter {
     /// live sessions finish for up to `shutdown_timeout`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let state = self.state;
+        // Served on a task of its own; it ends when `run` returns.
+        let metrics_server = match (self.metrics_listener, &state.metrics) {
+            (Some(listener), Some(metrics)) => {
+                metrics.set_connection_limit(state.max_connections);
+                Some(AbortOnDrop(tokio::spawn(crate::metrics::http::serve(
+                    listener,
+                    Arc::clone(metrics),
+                ))))
+            }
+            _ => None,
+        };
         let (max_connections, connection_timeout, drain) = {
             let current = state.current();
             (
@@ -216,7 +287,18 @@ impl Milter {
             finished.cancel();
         };
         let (result, ()) = tokio::join!(milter, stopper);
+        drop(metrics_server);
         result.map_err(ServeError::Io)
+    }
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -225,6 +307,14 @@ impl MilterHandle {
     /// must not stall the sessions) and, if it is valid, serves new
     /// connections with it. On error the old configuration stays.
     pub async fn reload(&self) -> Result<(), ConfigError> {
+        let result = self.load_and_apply().await;
+        if let Some(metrics) = &self.state.metrics {
+            metrics.reload(result.is_ok());
+        }
+        result
+    }
+
+    async fn load_and_apply(&self) -> Result<(), ConfigError> {
         let path = self.state.current().config.path.clone();
         let config = Config::load_off_thread(path.clone()).await?;
         self.apply(config).map_err(|e| ConfigError {
@@ -245,7 +335,10 @@ impl MilterHandle {
                 "listen changed: restart tollgate to apply"
             );
         }
-        let shared = Shared::build(config, Some(&old))?;
+        if old.config.metrics != config.metrics {
+            tracing::warn!("metrics.listen changed: restart tollgate to apply");
+        }
+        let shared = Shared::build(config, Some(&old), self.state.metrics.as_deref())?;
         *self
             .state
             .current

@@ -16,6 +16,8 @@ use super::Shared;
 use super::fields::fold;
 use super::logline;
 use crate::config::RejectAt;
+use crate::metrics::wait::dns_step;
+use crate::metrics::{Command, Metrics};
 
 /// What the milter answers to a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +93,10 @@ pub(crate) struct Session {
     eval: Evaluator<HickoryLookup>,
     /// Message state.
     msg: Message,
+    /// The client's TCP port, when the MTA gave it.
+    client_port: Option<u16>,
+    /// What is counted, with metrics on.
+    metrics: Option<Arc<Metrics>>,
     /// Counts the session as live until it is dropped.
     _live: super::LiveSession,
 }
@@ -102,7 +108,9 @@ impl Session {
         id: u64,
         shared: Arc<Shared>,
         live: super::LiveSession,
+        metrics: Option<Arc<Metrics>>,
         ip: Option<IpAddr>,
+        client_port: Option<u16>,
         mta_host: Option<&str>,
     ) -> Session {
         let span = tracing::info_span!(
@@ -122,6 +130,8 @@ impl Session {
             authserv_id,
             eval,
             msg: Message::default(),
+            client_port,
+            metrics,
             _live: live,
         }
     }
@@ -145,7 +155,12 @@ impl Session {
             self.span
                 .record("helo", logline::escaped(&helo, logline::MAX_FIELD).as_str());
         }
-        self.eval.helo(&helo).await;
+        dns_step(
+            self.metrics.as_deref(),
+            Command::Helo,
+            self.eval.helo(&helo),
+        )
+        .await;
         self.earliest()
     }
 
@@ -156,7 +171,12 @@ impl Session {
             open: true,
             ..Message::default()
         };
-        self.eval.mail(sender, auth).await;
+        dns_step(
+            self.metrics.as_deref(),
+            Command::Mail,
+            self.eval.mail(sender, auth),
+        )
+        .await;
         self.earliest()
     }
 
@@ -216,7 +236,7 @@ impl Session {
     /// to the first (RFC 8601 §5), then ours inserted bottom-most first so
     /// that the first ends on top.
     pub async fn end_of_message(&mut self) -> Vec<HeaderEdit> {
-        self.eval.complete().await;
+        dns_step(self.metrics.as_deref(), Command::Eom, self.eval.complete()).await;
         let eval = self.eval.evaluation();
         let config = &self.shared.config;
         let sender = self.eval.sender().map_or("", |s| s.address());
@@ -271,13 +291,19 @@ impl Session {
         }
         let queries = self.eval.take_queries();
         let cancelled = self.eval.take_cancelled();
+        let verdict = eval.verdict();
+        if let Some(metrics) = &self.metrics {
+            metrics.record_message(eval, &verdict, self.shared.config.dry_run);
+        }
         logline::message(&logline::MessageLine {
             ip: self.eval.ip(),
+            port: self.client_port,
             helo: self.eval.helo_name(),
             sender: self.eval.sender().map(|s| s.address()),
             recipients: &self.msg.recipients,
             queue_id: self.msg.queue_id.as_deref(),
             eval,
+            verdict: &verdict,
             dry_run: self.shared.config.dry_run,
             dns_queries: queries,
             dns_cancelled: cancelled,

@@ -86,6 +86,9 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its reload handle.
     pub handle: MilterHandle,
+    /// Where it serves metrics (with `metrics.listen` in the setup).
+    #[allow(dead_code)] // read by tests/metrics.rs only
+    pub metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
     dir: TempDir,
@@ -105,6 +108,7 @@ impl Running {
             other => panic!("bound to {other}"),
         };
         assert_ne!(addr.port(), 0);
+        let metrics = milter.metrics_listen();
         let handle = milter.handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(milter.run(async move {
@@ -114,6 +118,7 @@ impl Running {
             dns,
             addr,
             handle,
+            metrics,
             stop: Some(stop),
             task: Some(task),
             dir,

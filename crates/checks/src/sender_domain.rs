@@ -358,7 +358,6 @@ mod tests {
     use super::*;
     use tollgate_dns::memory::block_on;
 
-
     use tollgate_dns::memory::{Entry, RecordData, Zone};
 
     fn mx(zone: &mut Zone, domain: &str, preference: u16, exchange: &str) {

@@ -20,6 +20,13 @@
 //! empty character-string, any other empty record is dropped, and the
 //! answer's other records are used as sent.
 //!
+//! Every query can be reported to a [`QueryObserver`]
+//! ([`HickoryLookup::with_observer`]): its type, its outcome, and whether
+//! it was answered at once (the cache) or by a nameserver, with how long
+//! that took. A lookup whose future is ready at its first poll never
+//! waited for a nameserver: hickory answers from its cache without
+//! yielding, and a query sent over the network is answered by another task.
+//!
 //! Building a `HickoryLookup` needs no runtime, but hickory-resolver spawns
 //! its connections on the tokio runtime that first uses them: use a
 //! `HickoryLookup` (and its clones) from one runtime.
@@ -28,8 +35,9 @@ mod lenient;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::TXT;
@@ -42,6 +50,7 @@ use hickory_resolver::net::{DnsError, NetError};
 
 use lenient::Lenient;
 
+use crate::observe::{QueryEvent, QueryObserver, QueryType, Served};
 use crate::{Lookup, LookupError, LookupResult, Mx, normalize_name, reverse_name};
 
 /// How a [`HickoryLookup`] reaches DNS.
@@ -84,10 +93,11 @@ pub enum ResolverError {
 }
 
 /// A [`Lookup`] that asks real nameservers through hickory-resolver.
-/// Cheap to clone; clones share the resolver and its cache.
+/// Cheap to clone; clones share the resolver, its cache and the observer.
 #[derive(Clone, Debug)]
 pub struct HickoryLookup {
     resolver: Arc<Resolver<Lenient>>,
+    observer: Option<Arc<dyn QueryObserver>>,
 }
 
 impl HickoryLookup {
@@ -130,7 +140,14 @@ impl HickoryLookup {
             .map_err(|e| ResolverError::Build(e.to_string()))?;
         Ok(Self {
             resolver: Arc::new(resolver),
+            observer: None,
         })
+    }
+
+    /// The same resolver (and cache), reporting every query to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn QueryObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Forgets every cached answer.
@@ -145,18 +162,29 @@ impl HickoryLookup {
         let Some(name) = absolute_name(name) else {
             return Err(LookupError::NxDomain);
         };
-        let lookup = self.resolver.lookup(name, rtype).await.map_err(map_error)?;
-        let records: Vec<RData> = lookup
-            .answers()
-            .iter()
-            .filter(|r| r.record_type() == rtype)
-            .map(|r| r.data.clone())
-            .collect();
-        if records.is_empty() {
-            Err(LookupError::NoData)
-        } else {
-            Ok(records)
-        }
+        let Some(observer) = &self.observer else {
+            return records(self.resolver.lookup(name, rtype).await, rtype);
+        };
+        let started = Instant::now();
+        let mut waited = false;
+        let mut lookup = pin!(self.resolver.lookup(name, rtype));
+        let answer = std::future::poll_fn(|cx| {
+            let poll = lookup.as_mut().poll(cx);
+            waited |= poll.is_pending();
+            poll
+        })
+        .await;
+        let result = records(answer, rtype);
+        observer.query(&QueryEvent {
+            query_type: query_type(rtype),
+            result: result.as_ref().map(|_| ()),
+            served: if waited {
+                Served::Network(started.elapsed())
+            } else {
+                Served::Cache
+            },
+        });
+        result
     }
 
     async fn resolve<T>(
@@ -236,6 +264,38 @@ impl crate::TxtStrings for HickoryLookup {
             RData::Unknown { rdata, .. } => crate::split_character_strings(&rdata.anything),
             _ => None,
         })
+    }
+}
+
+/// The records of type `rtype` in a lookup's answer.
+fn records(
+    answer: Result<hickory_resolver::lookup::Lookup, NetError>,
+    rtype: RecordType,
+) -> LookupResult<Vec<RData>> {
+    let records: Vec<RData> = answer
+        .map_err(map_error)?
+        .answers()
+        .iter()
+        .filter(|r| r.record_type() == rtype)
+        .map(|r| r.data.clone())
+        .collect();
+    if records.is_empty() {
+        Err(LookupError::NoData)
+    } else {
+        Ok(records)
+    }
+}
+
+/// The observer's name for a record type the checks ask for.
+fn query_type(rtype: RecordType) -> QueryType {
+    match rtype {
+        RecordType::A => QueryType::A,
+        RecordType::AAAA => QueryType::Aaaa,
+        RecordType::MX => QueryType::Mx,
+        RecordType::PTR => QueryType::Ptr,
+        RecordType::TXT => QueryType::Txt,
+        // Type 99, the only other type asked (`TxtStrings`).
+        _ => QueryType::Spf,
     }
 }
 

@@ -8,7 +8,9 @@
 //! domain and the second is not.
 //!
 //! [`memory::Zone`] is an in-memory implementation for tests, benchmarks and
-//! offline use.
+//! offline use. [`observe`] is the hook through which the real-DNS adapter
+//! reports each query (type, outcome, cache or network, latency), for
+//! metrics kept outside this crate.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,9 +19,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub mod hickory;
 pub mod memory;
 mod name;
+pub mod observe;
 mod strings;
 
 pub use name::{normalize_name, reverse_name};
+pub use observe::{QueryEvent, QueryObserver, QueryType, Served};
 pub use strings::{CharacterStrings, TextType, TxtStrings, split_character_strings};
 
 #[cfg(feature = "hickory")]
