@@ -32,6 +32,13 @@
 //! `TOLLGATE_BENCH_CONCURRENCY` (e.g. `64` or `1,64`) to change the levels;
 //! for experiments, `TOLLGATE_BENCH_HEADERS` (0 to 6 headers per message)
 //! and `TOLLGATE_BENCH_LOG` (the milter's log level, default info).
+//!
+//! `TOLLGATE_BENCH_GREYLIST=embedded` (or a Redis URL such as
+//! `redis://127.0.0.1:6390/0`) greylists every message (`fcrdns: {pass:
+//! greylist}`, `delay: 1s`, `auto_allow: 0`): per concurrency the runs are
+//! `grey-new` (every triplet new: all answered 451 4.7.1), then after the
+//! delay `grey-pass` (each triplet's first pass) and `grey-known` (every
+//! triplet known: the steady state), all with a warm DNS cache.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -161,6 +168,23 @@ impl MilterProcess {
         let dir = std::env::temp_dir().join(format!("tollgate-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temporary directory");
         let config = dir.join("milter.yaml");
+        let greylist = match greylist_store() {
+            None => String::new(),
+            Some(store) => {
+                let store = if store == "embedded" {
+                    format!(
+                        "store: embedded\n  path: {}",
+                        dir.join("greylist.db").display()
+                    )
+                } else {
+                    format!("store: redis\n  redis: {store}")
+                };
+                format!(
+                    "policy:\n  fcrdns: {{pass: greylist}}\n\
+                     greylist:\n  {store}\n  delay: 1s\n  retry_window: 1h\n  auto_allow: 0\n"
+                )
+            }
+        };
         std::fs::write(
             &config,
             format!(
@@ -168,7 +192,7 @@ impl MilterProcess {
                  hostname: mx.bench.example\n\
                  max_connections: 256\n\
                  dns:\n  nameservers: [\"{dns}\"]\n  timeout: 2s\n  attempts: 2\n  cache_size: {cache_size}\n\
-                 log:\n  level: {log_level}\n"
+                 log:\n  level: {log_level}\n{greylist}"
             ),
         )
         .expect("write the configuration");
@@ -465,6 +489,12 @@ async fn transaction(addr: SocketAddr, plan: &Plan, t: usize) -> Result<End, Str
     let rcpt = c.send(noreply, &mut changes).await.map_err(io("rcpt"))?;
     match (rcpt, plan.forged) {
         (Answer::Continue, false) => {}
+        (Answer::Refused(text), _) if text.starts_with("451 4.7.1 Greylisted") && !plan.forged => {
+            c.packet(b'A', &[]);
+            c.packet(b'Q', &[]);
+            c.flush().await.map_err(io("quit"))?;
+            return Ok(End::Refused);
+        }
         (Answer::Refused(text), true) if text.starts_with("550 5.7.23 ") => {
             // Postfix aborts the message and quits; nothing is awaited.
             c.packet(b'A', &[]);
@@ -658,6 +688,13 @@ fn print_row(f: &Figures) {
     );
 }
 
+/// `TOLLGATE_BENCH_GREYLIST`: `embedded`, a Redis URL, or unset.
+fn greylist_store() -> Option<String> {
+    std::env::var("TOLLGATE_BENCH_GREYLIST")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 fn main() -> ExitCode {
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("milter bench: run it with `cargo bench --bench milter`");
@@ -689,6 +726,34 @@ fn main() -> ExitCode {
             .ok()
             .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
             .unwrap_or_else(|| CONCURRENCY.to_vec());
+        let expected_refused = plans.iter().filter(|p| p.forged).count();
+        if let Some(store) = greylist_store() {
+            let mut ok = true;
+            for concurrency in levels {
+                let milter = MilterProcess::start(dns.addr(), 10_000, &format!("g{concurrency}"));
+                // Warm the DNS cache with a run whose triplets are all new.
+                let f = run(&milter, &dns, &plans, concurrency, "grey-new").await;
+                print_row(&f);
+                ok &= f.errors == 0 && f.refused == transactions;
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+                for label in ["grey-pass", "grey-known"] {
+                    let f = run(&milter, &dns, &plans, concurrency, label).await;
+                    print_row(&f);
+                    ok &= f.errors == 0 && f.refused == expected_refused;
+                }
+                if store == "embedded" {
+                    let db = milter._dir.0.join("greylist.db");
+                    let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+                    let wal = db.with_extension("db-wal");
+                    eprintln!(
+                        "embedded store after {transactions} triplets: {} KiB file + {} KiB WAL",
+                        size(db.clone()) / 1024,
+                        size(wal) / 1024
+                    );
+                }
+            }
+            return ok;
+        }
         for concurrency in levels {
             let milter = MilterProcess::start(dns.addr(), 10_000, &format!("c{concurrency}"));
             let baseline = vm_mib(&milter.pid().to_string(), "VmRSS:");
@@ -707,7 +772,6 @@ fn main() -> ExitCode {
             }
             all.push(f);
         }
-        let expected_refused = plans.iter().filter(|p| p.forged).count();
         all.iter()
             .all(|f| f.errors == 0 && f.refused == expected_refused && f.messages == transactions)
     });
