@@ -332,3 +332,13 @@ async fn a_reload_whose_store_cannot_be_opened_keeps_the_old_store() {
         "the old store still knows the triplet"
     );
 }
+
+#[tokio::test]
+async fn greylisting_waits_for_rcpt_under_reject_at_earliest() {
+    let dir = StoreDir::new();
+    let clock = ManualClock::starting_now();
+    let m = start(&dir, "reject_at: earliest\n", &clock).await;
+    // HELO and MAIL are continued: the triplet needs the recipient.
+    let status = attempt(&m, "192.0.2.50", "<alice@example.com>", "<bob@example.org>").await;
+    greylisted(&status, "5 minutes");
+}

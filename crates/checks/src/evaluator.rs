@@ -12,7 +12,10 @@
 //!
 //! In [`Mode::StopEarly`] (the milter) a stage whose action is reject or
 //! tempfail ends the evaluation, and a skip ends it before it starts; in
-//! [`Mode::All`] (`tollgate check`) every enabled stage runs.
+//! [`Mode::All`] (`tollgate check`) every enabled stage runs. A stage whose
+//! action is greylist does not end it: the milter decides greylisting at
+//! RCPT ([`greylist`](Evaluator::greylist)), where the triplet is known,
+//! and a later stage that refuses comes first.
 //!
 //! [`connect`]: Evaluator::connect
 //! [`helo`]: Evaluator::helo

@@ -213,3 +213,60 @@ fn passed_triplets_survive_sigkill_during_a_write_burst() {
         }
     });
 }
+
+/// The size of the store per million passed triplets (docs/performance.md):
+/// `cargo test -p tollgate-greylist --test embedded -- --ignored --nocapture store_size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for docs/performance.md (about a minute)"]
+async fn store_size_per_million_triplets() {
+    let dir = TempDir::new();
+    let store = Arc::new(open_burst(&dir.db()));
+    let n: u64 = std::env::var("TOLLGATE_GREYLIST_FILL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..64u64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < n {
+                let t = realistic_triplet(i);
+                store.check(&t, T0).await.unwrap();
+                store.check(&t, T0 + 6 * MIN).await.unwrap();
+                i += 64;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let counts = store.counts(T0 + 7 * MIN).await.unwrap();
+    assert_eq!(counts.passed, n);
+    drop(store);
+    // Closing checkpoints the WAL into the file.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    let file = size(dir.db());
+    let wal = size(dir.0.join("greylist.db-wal"));
+    println!(
+        "{n} passed triplets: file {:.1} MiB, WAL {:.1} MiB, {:.0} bytes per triplet; {:.0} checks/s",
+        file as f64 / 1048576.0,
+        wal as f64 / 1048576.0,
+        (file + wal) as f64 / n as f64,
+        (2 * n) as f64 / elapsed.as_secs_f64()
+    );
+    assert!((file + wal) / n < 1024, "over 1 KiB per triplet");
+}
+
+/// Triplet `i` of a realistic mix: 1,000 client networks, 5,000 sender
+/// domains, 20,000 recipients.
+pub fn realistic_triplet(i: u64) -> tollgate_greylist::Triplet {
+    triplet(
+        &format!("2001:db8:{:x}::25", i % 1000),
+        &format!("user{i}@sender{}.example.com", i % 5000),
+        &format!("rcpt{}@example.org", i % 20_000),
+    )
+}
