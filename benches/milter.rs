@@ -35,6 +35,13 @@
 //! `TOLLGATE_BENCH_METRICS=1` turns the Prometheus metrics on
 //! (`metrics.listen` on a free loopback port) and scrapes them once after
 //! each run, as Prometheus would, checking that every message was counted.
+//!
+//! `TOLLGATE_BENCH_GREYLIST=embedded` (or a Redis URL such as
+//! `redis://127.0.0.1:6390/0`) greylists every message (`fcrdns: {pass:
+//! greylist}`, `delay: 1s`, `auto_allow: 0`): per concurrency the runs are
+//! `grey-new` (every triplet new: all answered 451 4.7.1), then after the
+//! delay `grey-pass` (each triplet's first pass) and `grey-known` (every
+//! triplet known: the steady state), all with a warm DNS cache.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -196,6 +203,23 @@ impl MilterProcess {
         let metrics_yaml = metrics
             .map(|addr| format!("metrics:\n  listen: {addr}\n"))
             .unwrap_or_default();
+        let greylist = match greylist_store() {
+            None => String::new(),
+            Some(store) => {
+                let store = if store == "embedded" {
+                    format!(
+                        "store: embedded\n  path: {}",
+                        dir.join("greylist.db").display()
+                    )
+                } else {
+                    format!("store: redis\n  redis: {store}")
+                };
+                format!(
+                    "policy:\n  fcrdns: {{pass: greylist}}\n\
+                     greylist:\n  {store}\n  delay: 1s\n  retry_window: 1h\n  auto_allow: 0\n"
+                )
+            }
+        };
         std::fs::write(
             &config,
             format!(
@@ -203,7 +227,9 @@ impl MilterProcess {
                  hostname: mx.bench.example\n\
                  max_connections: 256\n\
                  dns:\n  nameservers: [\"{dns}\"]\n  timeout: 2s\n  attempts: 2\n  cache_size: {cache_size}\n\
-                 log:\n  level: {log_level}\n{metrics_yaml}"
+                 log:
+  level: {log_level}
+{metrics_yaml}{greylist}"
             ),
         )
         .expect("write the configuration");
@@ -521,6 +547,12 @@ async fn transaction(addr: SocketAddr, plan: &Plan, t: usize) -> Result<End, Str
     let rcpt = c.send(noreply, &mut changes).await.map_err(io("rcpt"))?;
     match (rcpt, plan.forged) {
         (Answer::Continue, false) => {}
+        (Answer::Refused(text), _) if text.starts_with("451 4.7.1 Greylisted") && !plan.forged => {
+            c.packet(b'A', &[]);
+            c.packet(b'Q', &[]);
+            c.flush().await.map_err(io("quit"))?;
+            return Ok(End::Refused);
+        }
         (Answer::Refused(text), true) if text.starts_with("550 5.7.23 ") => {
             // Postfix aborts the message and quits; nothing is awaited.
             c.packet(b'A', &[]);
@@ -565,11 +597,17 @@ async fn transaction(addr: SocketAddr, plan: &Plan, t: usize) -> Result<End, Str
     c.macros(b'E', &[("i", &queue_id)]);
     c.packet(b'E', &[]);
     want("eom", c.send(false, &mut changes).await.map_err(io("eom"))?)?;
+    // A message that passed greylisting for the first time also gets
+    // X-Greylist (inserted first, so it ends below the other two).
+    let greylist_header = changes
+        .first()
+        .is_some_and(|(cmd, data)| *cmd == b'i' && data.get(4..15) == Some(b"X-Greylist\0"));
+    let expected = 2 + usize::from(greylist_header);
     let on_top = changes
         .iter()
         .filter(|(cmd, data)| *cmd == b'i' && data.starts_with(&[0, 0, 0, 0]))
         .count();
-    if on_top != 2 || changes.len() != 2 {
+    if on_top != expected || changes.len() != expected {
         return Err(format!(
             "eom: expected two headers inserted at 0, got {changes:?}"
         ));
@@ -714,6 +752,13 @@ fn print_row(f: &Figures) {
     );
 }
 
+/// `TOLLGATE_BENCH_GREYLIST`: `embedded`, a Redis URL, or unset.
+fn greylist_store() -> Option<String> {
+    std::env::var("TOLLGATE_BENCH_GREYLIST")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 fn main() -> ExitCode {
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("milter bench: run it with `cargo bench --bench milter`");
@@ -747,6 +792,34 @@ fn main() -> ExitCode {
             .ok()
             .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
             .unwrap_or_else(|| CONCURRENCY.to_vec());
+        let expected_refused = plans.iter().filter(|p| p.forged).count();
+        if let Some(store) = greylist_store() {
+            let mut ok = true;
+            for concurrency in levels {
+                let milter = MilterProcess::start(dns.addr(), 10_000, &format!("g{concurrency}"));
+                // Warm the DNS cache with a run whose triplets are all new.
+                let f = run(&milter, &dns, &plans, concurrency, "grey-new").await;
+                print_row(&f);
+                ok &= f.errors == 0 && f.refused == transactions;
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+                for label in ["grey-pass", "grey-known"] {
+                    let f = run(&milter, &dns, &plans, concurrency, label).await;
+                    print_row(&f);
+                    ok &= f.errors == 0 && f.refused == expected_refused;
+                }
+                if store == "embedded" {
+                    let db = milter._dir.0.join("greylist.db");
+                    let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+                    let wal = db.with_extension("db-wal");
+                    eprintln!(
+                        "embedded store after {transactions} triplets: {} KiB file + {} KiB WAL",
+                        size(db.clone()) / 1024,
+                        size(wal) / 1024
+                    );
+                }
+            }
+            return ok;
+        }
         for concurrency in levels {
             let milter = MilterProcess::start(dns.addr(), 10_000, &format!("c{concurrency}"));
             let baseline = vm_mib(&milter.pid().to_string(), "VmRSS:");
@@ -769,7 +842,6 @@ fn main() -> ExitCode {
             }
             all.push(f);
         }
-        let expected_refused = plans.iter().filter(|p| p.forged).count();
         metrics_ok
             && all.iter().all(|f| {
                 f.errors == 0 && f.refused == expected_refused && f.messages == transactions

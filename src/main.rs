@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tollgate::cli::{check, health, lint, serve};
+use tollgate::cli::{check, greylist, health, lint, serve};
 
 /// A milter that turns away forged and bot mail at CONNECT, HELO and MAIL FROM.
 #[derive(Debug, Parser)]
@@ -24,6 +24,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check that the milter of a configuration answers (for health checks).
     Health(health::HealthArgs),
+    /// List, count, allow or forget greylisting entries in the configured store.
+    Greylist(greylist::GreylistArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -66,6 +68,16 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("tollgate health: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Greylist(args) => match greylist::run(&args).await {
+            Ok(text) => {
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tollgate greylist: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -24,7 +24,8 @@ use e2e::{Dns, Missing, TempDir, TestResult, Tollgate, message};
 /// - 192.0.2.9 = relay.example.net (FCrDNS pass, HELO SPF pass), not
 ///   allowed by example.com's SPF (`-all`);
 /// - 192.0.2.66: its PTR names mx.example.com, which does not resolve back
-///   to it (FCrDNS fail); not allowed by example.com's SPF.
+///   to it (FCrDNS fail); not allowed by example.com's SPF, allowed by
+///   grey.example.com's (the greylisting test).
 ///
 /// `slow.example.com` never answers (TIMEOUT).
 ///
@@ -82,6 +83,9 @@ mx.private.example.com:
   - A: 10.0.0.25
 mxslow.example.com:
   - TIMEOUT
+grey.example.com:
+  - MX: [10, mx.example.com]
+  - TXT: "v=spf1 ip4:192.0.2.0/24 -all"
 "#;
 
 /// The authserv-id: tollgate's default is the MTA's `j` macro, which
@@ -607,7 +611,81 @@ fn percent_in_a_domain_explanation_reaches_the_client_as_one_percent_sign() -> T
     Ok(())
 }
 
+fn greylisted_first_delivery_is_451_4_7_1_at_rcpt_and_the_retry_after_the_delay_is_delivered()
+-> TestResult {
+    let db = std::env::temp_dir().join(format!("tollgate-e2e-greylist-{}.db", std::process::id()));
+    let extra = format!(
+        "policy:\n  fcrdns: {{fail: greylist, permerror: greylist}}\n\
+         greylist:\n  path: {}\n  delay: 1s\n",
+        db.display()
+    );
+    let w = world("pf-greylist", &extra)?;
+    let attempt = |marker: &str| {
+        let mut smtp = w.postfix.connect();
+        smtp.ehlo("client.example.net");
+        smtp.xclient("192.0.2.66", None, "client.example.net");
+        assert_eq!(
+            smtp.mail("alice@grey.example.com").code,
+            250,
+            "{}",
+            smtp.show()
+        );
+        let rcpt = smtp.rcpt("bob@example.org");
+        e2e::note(smtp.show());
+        let delivered = rcpt.code == 250;
+        if delivered {
+            assert_eq!(smtp.data(&message(marker, "")).code, 250, "{}", smtp.show());
+        }
+        smtp.quit();
+        (rcpt, delivered)
+    };
+    let (first, delivered) = attempt("greylist-first");
+    assert!(!delivered);
+    assert!(
+        first
+            .first()
+            .starts_with("451 4.7.1 Greylisted: reverse DNS of 192.0.2.66"),
+        "{}",
+        first.first()
+    );
+    assert!(
+        first.first().contains("please retry in 1 second"),
+        "{}",
+        first.first()
+    );
+    w.postfix
+        .log_line("milter-reject: RCPT from unknown[192.0.2.66]: 451 4.7.1");
+    // The retry, after the delay, as a queueing MTA would.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (_, delivered) = attempt("greylist-retry");
+    assert!(delivered);
+    let messages = w.postfix.delivered("greylist-retry");
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    e2e::note(format_args!(
+        "delivered headers:\n{}",
+        m.headers().join("\n")
+    ));
+    let x = m.fields("X-Greylist");
+    assert_eq!(x.len(), 1, "{:?}", m.header_names());
+    assert!(x[0].starts_with("X-Greylist: delayed "), "{}", x[0]);
+    assert!(
+        x[0].contains("by tollgate at tollgate.example.org"),
+        "{}",
+        x[0]
+    );
+    let ar = m.fields("Authentication-Results");
+    assert!(ar[0].contains("iprev=fail"), "{}", ar[0]);
+    assert_eq!(m.fields("Received-SPF").len(), 1);
+    drop(w);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    Ok(())
+}
+
 e2e::harness::main!(
+    greylisted_first_delivery_is_451_4_7_1_at_rcpt_and_the_retry_after_the_delay_is_delivered,
     postfix_sends_the_macros_tollgate_reads_with_the_documented_main_cf,
     postfix_tempfails_mail_when_no_milter_listens_with_milter_default_action_tempfail,
     spf_fail_is_rejected_at_rcpt_with_5_7_23_while_postmaster_is_still_accepted,

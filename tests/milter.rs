@@ -654,6 +654,7 @@ async fn apply_with_a_changed_policy_serves_new_connections_with_it() {
     let mut before = m.client("192.0.2.7", "mx.example.com").await;
     m.handle
         .apply(m.config(&Setup::extra("reject_at: earliest\n")))
+        .await
         .expect("apply");
     let mut after = m.client("192.0.2.7", "mx.example.com").await;
     let status = after.mail(["<bob@forged.example.org>"]).await.unwrap();

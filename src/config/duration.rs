@@ -1,5 +1,5 @@
-//! Durations in the configuration: `250ms`, `5s`, `2m`, `1h`, or a plain
-//! number of seconds.
+//! Durations in the configuration: `250ms`, `5s`, `2m`, `1h`, `2d`, or a
+//! plain number of seconds.
 
 use std::time::Duration;
 
@@ -22,15 +22,16 @@ pub(crate) fn parse_duration(value: &serde_yaml::Value) -> Result<Duration, Stri
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration (use e.g. 5s, 250ms, 2m)"))?;
+        .map_err(|_| format!("{text:?} is not a duration (use e.g. 5s, 250ms, 2m, 2d)"))?;
     let secs = match unit.trim() {
         "ms" => number / 1000.0,
         "" | "s" => number,
         "m" => number * 60.0,
         "h" => number * 3600.0,
+        "d" => number * 86400.0,
         other => {
             return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
+                "unknown unit {other:?} in {text:?} (use ms, s, m, h or d)"
             ));
         }
     };
@@ -50,6 +51,8 @@ mod tests {
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse("2d").unwrap(), Duration::from_secs(2 * 86400));
+        assert_eq!(parse("35d").unwrap(), Duration::from_secs(35 * 86400));
         assert_eq!(parse("3").unwrap(), Duration::from_secs(3));
         assert_eq!(parse("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse("5 parsecs").unwrap_err().contains("unknown unit"));

@@ -9,6 +9,7 @@
 mod dnsbl;
 mod duration;
 mod file;
+mod greylist;
 mod raw;
 mod resolver;
 mod validate;
@@ -25,6 +26,7 @@ use raw::RawConfig;
 use validate::Validator;
 
 pub use file::MAX_FILE_SIZE;
+pub use greylist::{DEFAULT_GREYLIST_PATH, DEFAULT_REDIS_URL, Greylisting, StoreKind};
 pub use validate::parse_nameserver;
 
 /// The default configuration file.
@@ -172,6 +174,9 @@ pub struct Config {
     pub dns: Dns,
     /// The checks' settings: policy, skip lists, this host's names, time budget.
     pub checks: Settings,
+    /// Greylisting: the store and its times (used when a policy result
+    /// is `greylist`).
+    pub greylist: Greylisting,
     /// Logging.
     pub log: Log,
     /// How long sessions may take to finish after SIGTERM.

@@ -28,8 +28,25 @@ pub(crate) struct RawConfig {
     pub skip: RawSkip,
     pub helo: RawHelo,
     pub policy: BTreeMap<String, serde_yaml::Value>,
+    pub greylist: RawGreylist,
     pub log: RawLog,
     pub metrics: RawMetrics,
+}
+
+/// `greylist:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawGreylist {
+    pub store: Option<String>,
+    pub path: Option<String>,
+    pub redis: Option<String>,
+    pub delay: Option<serde_yaml::Value>,
+    pub retry_window: Option<serde_yaml::Value>,
+    pub expire: Option<serde_yaml::Value>,
+    pub auto_allow: Option<u32>,
+    pub network_v4: Option<u8>,
+    pub network_v6: Option<u8>,
+    pub header: Option<bool>,
 }
 
 /// `headers:`.

@@ -367,3 +367,58 @@ fn bad_metrics_listen_is_refused_with_one_line_naming_file_and_key() {
     let err = parse("metrics:\n  port: 9187\n").unwrap_err();
     assert!(err.to_string().contains("unknown field `port`"), "{err}");
 }
+
+#[test]
+fn greylist_keys_parse_with_days_and_milter_yaml_spells_out_their_defaults() {
+    let c = Config::parse(
+        "policy:\n  fcrdns: {fail: greylist}\ngreylist:\n  store: redis\n  redis: redis://:pw@192.0.2.40:6379/1\n  delay: 1s\n  retry_window: 1d\n  expire: 7d\n  auto_allow: 0\n  network_v4: 32\n  network_v6: 48\n  header: false\n",
+        Path::new("m.yaml"),
+    )
+    .unwrap();
+    assert!(c.checks.policy.uses_greylist());
+    assert_eq!(
+        c.greylist.store,
+        super::StoreKind::Redis("redis://:pw@192.0.2.40:6379/1".to_owned())
+    );
+    let s = c.greylist.settings;
+    assert_eq!(s.delay, Duration::from_secs(1));
+    assert_eq!(c.checks.greylist_delay, Duration::from_secs(1));
+    assert_eq!(s.retry_window, Duration::from_secs(86_400));
+    assert_eq!(s.expire, Duration::from_secs(7 * 86_400));
+    assert_eq!((s.auto_allow, s.networks.v4, s.networks.v6), (0, 32, 48));
+    assert!(!c.greylist.header);
+
+    let shipped = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("milter.yaml")).unwrap();
+    assert_eq!(shipped.greylist, Config::defaults().greylist);
+}
+
+#[test]
+fn bad_greylist_keys_are_refused_with_their_key() {
+    let err = |text: &str| {
+        Config::parse(text, Path::new("m.yaml"))
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("greylist:\n  delay: 10m\n  retry_window: 5m\n"),
+        "m.yaml: greylist.retry_window (line 3): must be longer than greylist.delay (a retry after the delay must still be in the window)"
+    );
+    assert!(
+        err("greylist:\n  store: memcached\n")
+            .starts_with("m.yaml: greylist.store (line 2): \"memcached\" is not embedded or redis")
+    );
+    assert!(err("greylist:\n  store: redis\n  redis: http://x\n").contains("greylist.redis"));
+    assert!(
+        err("greylist:\n  network_v4: 4\n")
+            .contains("greylist.network_v4 (line 2): 4 is out of range")
+    );
+    assert!(
+        err("greylist:\n  expire: 400d\n").contains(
+            "greylist.expire (line 2): 400d is out of range: must be between 1h and 366d"
+        )
+    );
+    assert!(
+        err("policy:\n  spf-helo: {temperror: greylist}\n")
+            .contains("spf-helo temperror cannot be greylist")
+    );
+}

@@ -28,9 +28,9 @@ const DNS_ATTEMPTS: RangeInclusive<usize> = 1..=10;
 const DNS_CACHE_SIZE: RangeInclusive<usize> = 0..=1_000_000;
 
 /// The allowed range of a duration key.
-struct Span {
-    min: Duration,
-    max: Duration,
+pub(super) struct Span {
+    pub(super) min: Duration,
+    pub(super) max: Duration,
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -105,7 +105,7 @@ impl<'a> Validator<'a> {
     }
 
     /// A count within `range`, or `default` when not written.
-    fn count(
+    pub(super) fn count(
         &self,
         key: &str,
         value: Option<usize>,
@@ -128,7 +128,7 @@ impl<'a> Validator<'a> {
     }
 
     /// A duration within `span`, or `default` when not written.
-    fn duration(
+    pub(super) fn duration(
         &self,
         key: &str,
         value: Option<&serde_yaml::Value>,
@@ -177,6 +177,7 @@ impl<'a> Validator<'a> {
             skip,
             helo,
             policy,
+            greylist,
             log,
             metrics,
         } = raw;
@@ -211,6 +212,7 @@ impl<'a> Validator<'a> {
         )?;
         let parallel_lookups = dns.parallel.unwrap_or(true);
         let dns = self.dns(&dns)?;
+        let greylist = self.greylist(greylist)?;
         let checks = Settings {
             policy: self.policy(&policy)?,
             skip: self.skip(skip)?,
@@ -220,6 +222,7 @@ impl<'a> Validator<'a> {
             dnsbl: self.dnsbl(dnsbl)?,
             time_budget,
             parallel_lookups,
+            greylist_delay: greylist.settings.delay,
         };
         Ok(Config {
             path: self.path.to_owned(),
@@ -240,6 +243,7 @@ impl<'a> Validator<'a> {
             },
             dns,
             checks,
+            greylist,
             log: self.log(log)?,
             shutdown_timeout,
             metrics,
@@ -396,7 +400,7 @@ impl<'a> Validator<'a> {
                         let key = format!("{key}.{result}");
                         let action: Action = action
                             .as_str()
-                            .ok_or_else(|| "expected reject, tempfail or tag".to_owned())
+                            .ok_or_else(|| "expected reject, tempfail, greylist or tag".to_owned())
                             .and_then(str::parse)
                             .map_err(|e| self.error(&key, e))?;
                         policy
@@ -485,6 +489,8 @@ fn show(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_millis() != 0 || s == 0 {
         format!("{ms}ms")
+    } else if s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
     } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
     } else if s.is_multiple_of(60) {

@@ -272,7 +272,8 @@ async fn rcpt(cx: &mut Context<Slot>, args: Vec<CString>) -> Status {
     };
     let rcpt = args.first().map(|a| text(a)).unwrap_or_default();
     session.queue_id(queue_id(&cx.macros));
-    let answer = session.span.clone().in_scope(|| session.rcpt(rcpt));
+    let span = session.span.clone();
+    let answer = session.rcpt(rcpt).instrument(span).await;
     put(&mut cx.data, session);
     refuse(&mut cx.reply, answer)
 }

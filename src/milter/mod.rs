@@ -28,9 +28,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tollgate_checks::Checker;
 use tollgate_dns::{HickoryLookup, ResolverError, ResolverOptions};
+use tollgate_greylist::{Clock, Greylist, SystemClock};
 
 use crate::config::{Config, ConfigError, Dns, Listen};
 use crate::metrics::Metrics;
+
+mod store;
+
+pub use store::open_store;
 
 /// Why the milter could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -67,13 +72,16 @@ pub enum ServeError {
 pub(crate) struct Shared {
     pub config: Config,
     pub checker: Arc<Checker<HickoryLookup>>,
+    /// Greylisting, when some policy result uses it.
+    pub greylist: Option<Greylist>,
 }
 
 impl Shared {
-    fn build(
+    async fn build(
         config: Config,
         reuse: Option<&Shared>,
         metrics: Option<&Metrics>,
+        clock: &Arc<dyn Clock>,
     ) -> Result<Shared, ServeError> {
         // Keep the resolver (and its cache, and its observer) when DNS
         // settings did not change.
@@ -87,8 +95,41 @@ impl Shared {
                 }
             }
         };
+        // Keep the greylisting store when its settings did not change; a
+        // store that cannot be opened refuses the configuration (at start:
+        // exit 78; on reload: the old configuration and store keep serving).
+        let greylist = if config.checks.policy.uses_greylist() {
+            match reuse.and_then(|old| {
+                old.greylist
+                    .as_ref()
+                    .filter(|_| old.config.greylist == config.greylist)
+            }) {
+                Some(kept) => Some(kept.clone()),
+                None => {
+                    let store = open_store(&config.greylist, Arc::clone(clock))
+                        .await
+                        .map_err(|e| ConfigError {
+                            file: config.path.display().to_string(),
+                            key: config.greylist.store.key().to_owned(),
+                            line: None,
+                            problem: e.to_string(),
+                        })?;
+                    Some(Greylist::new(
+                        store,
+                        config.greylist.settings,
+                        Arc::clone(clock),
+                    ))
+                }
+            }
+        } else {
+            None
+        };
         let checker = Arc::new(Checker::new(lookup, config.checks.clone()));
-        Ok(Shared { config, checker })
+        Ok(Shared {
+            config,
+            checker,
+            greylist,
+        })
     }
 }
 
@@ -100,6 +141,8 @@ fn resolver(dns: &Dns) -> Result<HickoryLookup, ServeError> {
 #[derive(Debug)]
 pub(crate) struct State {
     current: RwLock<Arc<Shared>>,
+    /// Greylisting's time.
+    clock: Arc<dyn Clock>,
     next_id: AtomicU64,
     live: AtomicUsize,
     idle: Notify,
@@ -155,8 +198,18 @@ pub struct MilterHandle {
 }
 
 impl Milter {
-    /// Opens the socket and the resolver for `config`.
+    /// Opens the socket, the resolver and (when a policy result uses
+    /// `greylist`) the greylisting store for `config`.
     pub async fn bind(config: Config) -> Result<Milter, ServeError> {
+        Milter::bind_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`bind`](Self::bind) with greylisting on `clock` (tests move a
+    /// `ManualClock` instead of waiting).
+    pub async fn bind_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Milter, ServeError> {
         // The group is looked up before the socket exists: a bad name leaves
         // no socket file behind.
         let gid = match (&config.listen, config.socket_group.as_deref()) {
@@ -190,10 +243,11 @@ impl Milter {
             })?;
         let metrics = metrics_listener.as_ref().map(|_| Arc::new(Metrics::new()));
         let max_connections = config.max_connections;
-        let shared = Shared::build(config, None, metrics.as_deref())?;
+        let shared = Shared::build(config, None, metrics.as_deref(), &clock).await?;
         Ok(Milter {
             state: Arc::new(State {
                 current: RwLock::new(Arc::new(shared)),
+                clock,
                 next_id: AtomicU64::new(0),
                 live: AtomicUsize::new(0),
                 idle: Notify::new(),
@@ -317,16 +371,20 @@ impl MilterHandle {
     async fn load_and_apply(&self) -> Result<(), ConfigError> {
         let path = self.state.current().config.path.clone();
         let config = Config::load_off_thread(path.clone()).await?;
-        self.apply(config).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            key: "dns".to_owned(),
-            line: None,
-            problem: e.to_string(),
+        self.apply(config).await.map_err(|e| match e {
+            ServeError::Config(e) => e,
+            other => ConfigError {
+                file: path.display().to_string(),
+                key: "dns".to_owned(),
+                line: None,
+                problem: other.to_string(),
+            },
         })
     }
 
-    /// Serves new connections with `config`.
-    pub fn apply(&self, config: Config) -> Result<(), ServeError> {
+    /// Serves new connections with `config`; on error the old
+    /// configuration (and its greylisting store) stays.
+    pub async fn apply(&self, config: Config) -> Result<(), ServeError> {
         let old = self.state.current();
         if old.config.listen != config.listen {
             tracing::warn!(
@@ -338,7 +396,13 @@ impl MilterHandle {
         if old.config.metrics != config.metrics {
             tracing::warn!("metrics.listen changed: restart tollgate to apply");
         }
-        let shared = Shared::build(config, Some(&old), self.state.metrics.as_deref())?;
+        let shared = Shared::build(
+            config,
+            Some(&old),
+            self.state.metrics.as_deref(),
+            &self.state.clock,
+        )
+        .await?;
         *self
             .state
             .current

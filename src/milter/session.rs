@@ -8,9 +8,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tollgate_checks::reply::wait_text;
 use tollgate_checks::{Evaluator, Mode, Reply};
 use tollgate_dns::HickoryLookup;
+use tollgate_greylist::{Checked, Decision};
 
 use super::Shared;
 use super::fields::fold;
@@ -41,6 +44,8 @@ pub(crate) enum Disposition {
     Rejected,
     /// Refused with a 4xx.
     Tempfailed,
+    /// Refused with a 4xx by greylisting (a new or early triplet).
+    Greylisted,
 }
 
 impl Disposition {
@@ -52,6 +57,7 @@ impl Disposition {
             Disposition::DryRun => "dry-run",
             Disposition::Rejected => "rejected",
             Disposition::Tempfailed => "tempfailed",
+            Disposition::Greylisted => "greylisted",
         }
     }
 }
@@ -69,6 +75,8 @@ pub(crate) struct Message {
     pub ar_count: i32,
     /// The indexes (1-based) of those that carry our authserv-id.
     pub forged_ar: Vec<i32>,
+    /// How long greylisting delayed the message (its longest first pass).
+    pub delayed: Option<Duration>,
 }
 
 /// A change to the message's header, made at the end of the message.
@@ -187,12 +195,12 @@ impl Session {
         }
     }
 
-    /// RCPT TO: the reply, unless the recipient is exempt or this is a dry run.
-    pub fn rcpt(&mut self, rcpt: String) -> Answer {
+    /// RCPT TO: the reply, unless the recipient is exempt or this is a
+    /// dry run; without a refusal, greylisting when a stage asks for it.
+    pub async fn rcpt(&mut self, rcpt: String) -> Answer {
         let config = &self.shared.config;
         let Some(reply) = self.eval.refusal().and_then(|r| r.reply.clone()) else {
-            self.msg.recipients.push((rcpt, Disposition::Accepted));
-            return Answer::Continue;
+            return self.greylist(rcpt).await;
         };
         if is_exempt(&rcpt, &config.exempt_recipients) {
             self.msg.recipients.push((rcpt, Disposition::Exempt));
@@ -213,6 +221,69 @@ impl Session {
             Disposition::Tempfailed
         };
         self.msg.recipients.push((rcpt, disposition));
+        Answer::Refuse(reply)
+    }
+
+    /// Greylisting at RCPT (RFC 6647): when a stage's action is greylist,
+    /// the store decides the triplet. Exempt recipients are never
+    /// greylisted; a dry run records the triplet but accepts; store trouble
+    /// accepts (fail open).
+    async fn greylist(&mut self, rcpt: String) -> Answer {
+        let config = &self.shared.config;
+        let first_reply = self.eval.greylist().and_then(|r| r.reply.clone());
+        let (Some(first_reply), Some(greylist), Some(ip)) =
+            (first_reply, self.shared.greylist.as_ref(), self.eval.ip())
+        else {
+            self.msg.recipients.push((rcpt, Disposition::Accepted));
+            return Answer::Continue;
+        };
+        if is_exempt(&rcpt, &config.exempt_recipients) {
+            self.msg.recipients.push((rcpt, Disposition::Exempt));
+            return Answer::Continue;
+        }
+        let sender = self.eval.sender().map_or("", |s| s.address());
+        let triplet = greylist.triplet(ip, sender, &rcpt);
+        let checked = greylist.check(&triplet).await;
+        tracing::debug!(
+            triplet = %logline::escaped(&triplet.to_string(), logline::MAX_FIELD),
+            greylist = checked.as_str(),
+            "greylist"
+        );
+        let retry_in = match checked {
+            Checked::Decided(Decision::New { retry_in } | Decision::Early { retry_in }) => retry_in,
+            passed => {
+                let note = match passed {
+                    Checked::Decided(Decision::Passed { delayed }) => {
+                        self.msg.delayed = Some(self.msg.delayed.unwrap_or_default().max(delayed));
+                        format!("greylisting passed after {}", wait_text(delayed))
+                    }
+                    Checked::Decided(Decision::AutoAllowed) => {
+                        "greylisting skipped: the client network is auto-allowed".to_owned()
+                    }
+                    Checked::Decided(Decision::Allowed) => {
+                        "greylisting skipped: the client network is allowed".to_owned()
+                    }
+                    Checked::StoreTrouble => {
+                        "greylisting skipped: the store is unavailable".to_owned()
+                    }
+                    _ => "greylisting passed before".to_owned(),
+                };
+                self.eval.greylist_passed(&note);
+                self.msg.recipients.push((rcpt, Disposition::Accepted));
+                return Answer::Continue;
+            }
+        };
+        let reply = first_reply.with_retry(retry_in);
+        if config.dry_run {
+            tracing::info!(
+                rcpt = %logline::escaped(&rcpt, logline::MAX_FIELD),
+                would = %reply,
+                "dry run: recipient accepted"
+            );
+            self.msg.recipients.push((rcpt, Disposition::DryRun));
+            return Answer::Continue;
+        }
+        self.msg.recipients.push((rcpt, Disposition::Greylisted));
         Answer::Refuse(reply)
     }
 
@@ -255,6 +326,18 @@ impl Session {
             .rev()
             .map(|i| HeaderEdit::RemoveAuthenticationResults(*i))
             .collect();
+        if let (Some(delayed), true) = (self.msg.delayed, config.greylist.header) {
+            // Inserted first, so it ends below our other headers.
+            let value = format!(
+                "delayed {} seconds by tollgate at {} (greylisting, RFC 6647)",
+                delayed.as_secs(),
+                config.checks.receiver
+            );
+            edits.push(HeaderEdit::InsertOnTop(
+                "X-Greylist",
+                fold("X-Greylist", &value),
+            ));
+        }
         edits.extend(
             headers
                 .iter()

@@ -20,7 +20,7 @@ use tollgate::milter::{Milter, MilterHandle, ServeError};
 use tollgate_testdns::TestDns;
 
 #[path = "../common/temp_dir.rs"]
-mod temp_dir;
+pub mod temp_dir;
 use temp_dir::TempDir;
 
 /// This host's name in the tests: `receiver=` and the authserv-id.
@@ -97,12 +97,23 @@ pub struct Running {
 impl Running {
     /// Starts testdns with `zone` and a milter configured by `setup`.
     pub async fn start(zone: Zone, setup: Setup) -> Running {
+        Running::start_with_clock(zone, setup, Arc::new(tollgate_greylist::SystemClock)).await
+    }
+
+    /// [`start`](Self::start) with greylisting on `clock`.
+    pub async fn start_with_clock(
+        zone: Zone,
+        setup: Setup,
+        clock: Arc<dyn tollgate_greylist::Clock>,
+    ) -> Running {
         let dns = TestDns::start(zone).await.expect("testdns starts");
         let dir = TempDir::new("milter-test");
         let path = dir.path().join("milter.yaml");
         std::fs::write(&path, setup.text(dns.addr())).expect("write the configuration");
         let config = Config::load(&path).expect("the test configuration is valid");
-        let milter = Milter::bind(config).await.expect("the milter binds");
+        let milter = Milter::bind_with_clock(config, clock)
+            .await
+            .expect("the milter binds");
         let addr = match milter.listen() {
             Listen::Inet(addr) => *addr,
             other => panic!("bound to {other}"),

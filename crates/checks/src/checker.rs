@@ -46,6 +46,8 @@ pub struct Settings {
     /// record and MX at MAIL FROM), collected in stage order; lookups an
     /// early stop makes useless are cancelled.
     pub parallel_lookups: bool,
+    /// The greylisting delay, for what a first attempt is told.
+    pub greylist_delay: Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +61,7 @@ impl Default for Settings {
             dnsbl: Vec::new(),
             time_budget: DEFAULT_TIME_BUDGET,
             parallel_lookups: true,
+            greylist_delay: Duration::from_secs(300),
         }
     }
 }
@@ -95,20 +98,22 @@ pub struct Evaluation {
 /// What the milter does with the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    /// Reject, tempfail, or tag (accept with headers).
+    /// Reject, tempfail, greylist, or tag (accept with headers).
     pub action: Action,
     /// The stage that decided; `None` when no stage refused (or `skip` when skipped).
     pub stage: Option<Stage>,
-    /// The reply for reject and tempfail.
+    /// The reply for reject and tempfail; for greylist, what a first
+    /// attempt is told.
     pub reply: Option<Reply>,
 }
 
 impl Verdict {
-    /// `reject`, `tempfail` or `accept`.
+    /// `reject`, `tempfail`, `greylist` or `accept`.
     pub fn action_str(&self) -> &'static str {
         match self.action {
             Action::Reject => "reject",
             Action::Tempfail => "tempfail",
+            Action::Greylist => "greylist",
             Action::Tag => "accept",
         }
     }
@@ -135,7 +140,13 @@ impl Evaluation {
         self.stages.iter().find(|r| r.stage == stage)
     }
 
-    /// The verdict: accept when skipped, else the first decisive stage, else accept.
+    /// The first report whose action is greylist.
+    pub fn greylist(&self) -> Option<&StageReport> {
+        self.stages.iter().find(|r| r.is_greylist())
+    }
+
+    /// The verdict: accept when skipped, else the first decisive stage,
+    /// else the first greylisting stage, else accept.
     pub fn verdict(&self) -> Verdict {
         if self.skipped().is_some() {
             return Verdict {
@@ -144,7 +155,7 @@ impl Evaluation {
                 reply: None,
             };
         }
-        if let Some(report) = self.decisive() {
+        if let Some(report) = self.decisive().or_else(|| self.greylist()) {
             return Verdict {
                 action: report.action,
                 stage: Some(report.stage),
@@ -567,7 +578,7 @@ impl<L: Lookup> Checker<L> {
         StageReport {
             stage,
             outcome,
-            reply: Reply::for_action(action, enhanced, &detail),
+            reply: self.reply(action, enhanced, &detail),
             detail,
             action,
             spf: None,
@@ -589,11 +600,11 @@ impl<L: Lookup> Checker<L> {
                 out.result,
                 SpfResult::Fail | SpfResult::PermError | SpfResult::TempError
             );
-        let text = spf_text(&out, stage == Stage::SpfHelo, policy_named);
+        let text = spf_text(&out, stage == Stage::SpfHelo, policy_named, action);
         StageReport {
             stage,
             outcome,
-            reply: Reply::for_action(action, spf_enhanced(out.result), &text),
+            reply: self.reply(action, spf_enhanced(out.result), &text),
             detail: spf_detail(&out),
             action,
             dns_queries: out.queries,
@@ -602,6 +613,14 @@ impl<L: Lookup> Checker<L> {
             skip: None,
             lists: Vec::new(),
             notes: Vec::new(),
+        }
+    }
+
+    /// The reply for an action; a greylist's says the configured delay.
+    fn reply(&self, action: Action, enhanced: Enhanced, text: &str) -> Option<Reply> {
+        match action {
+            Action::Greylist => Some(Reply::greylisted(text, self.settings.greylist_delay)),
+            _ => Reply::for_action(action, enhanced, text),
         }
     }
 

@@ -12,7 +12,10 @@
 //!
 //! In [`Mode::StopEarly`] (the milter) a stage whose action is reject or
 //! tempfail ends the evaluation, and a skip ends it before it starts; in
-//! [`Mode::All`] (`tollgate check`) every enabled stage runs.
+//! [`Mode::All`] (`tollgate check`) every enabled stage runs. A stage whose
+//! action is greylist does not end it: the milter decides greylisting at
+//! RCPT ([`greylist`](Evaluator::greylist)), where the triplet is known,
+//! and a later stage that refuses comes first.
 //!
 //! [`connect`]: Evaluator::connect
 //! [`helo`]: Evaluator::helo
@@ -69,6 +72,9 @@ pub struct Evaluator<L> {
     ahead: Vec<JoinHandle<()>>,
     /// Lookups started ahead that an early stop made useless, cancelled.
     cancelled: u32,
+    /// The current message passed greylisting (for some recipient): its
+    /// greylist reports count as tag, with this note.
+    greylist_passed: Option<String>,
 }
 
 impl<L: Lookup + 'static> Evaluator<L> {
@@ -91,6 +97,7 @@ impl<L: Lookup + 'static> Evaluator<L> {
             queries: 0,
             ahead: Vec::new(),
             cancelled: 0,
+            greylist_passed: None,
         }
     }
 
@@ -354,6 +361,16 @@ impl<L: Lookup + 'static> Evaluator<L> {
         self.sender = None;
         self.msg_skip = None;
         self.msg.clear();
+        self.greylist_passed = None;
+    }
+
+    /// The current message passed greylisting (the store accepted a
+    /// recipient's triplet): its greylist reports count as tag from now
+    /// on, with `note` (e.g. `greylisting passed after 5 minutes`) added
+    /// to their detail. A stage that passed greylisting does not stop a
+    /// later one from refusing (RFC 6647 leaves the other checks alone).
+    pub fn greylist_passed(&mut self, note: &str) {
+        self.greylist_passed = Some(note.to_owned());
     }
 
     /// Stops the background lookups (the connection closes).
@@ -533,6 +550,17 @@ impl<L> Evaluator<L> {
         self.reports().find(|r| r.is_decisive())
     }
 
+    /// The first report that asks for greylisting, unless the message is
+    /// skipped or already passed greylisting: the milter asks the store at
+    /// RCPT, where the triplet is known. A refusal
+    /// ([`refusal`](Self::refusal)) comes first.
+    pub fn greylist(&self) -> Option<&StageReport> {
+        if self.skip().is_some() || self.greylist_passed.is_some() {
+            return None;
+        }
+        self.reports().find(|r| r.is_greylist())
+    }
+
     /// Whether a refusal known now is final: once MAIL FROM is known, or
     /// before it when no sender domain could still exempt the message
     /// (`skip.sender_domains` is empty). SMTP AUTH is not waited for:
@@ -557,7 +585,15 @@ impl<L> Evaluator<L> {
             .into_iter()
             .chain(self.forwarder())
             .chain(self.reports())
-            .cloned();
+            .cloned()
+            .map(|mut r| {
+                if let (true, Some(note)) = (r.is_greylist(), &self.greylist_passed) {
+                    r.action = crate::Action::Tag;
+                    r.reply = None;
+                    r.detail.push_str(&format!(" ({note})"));
+                }
+                r
+            });
         Evaluation {
             stages: stages.collect(),
         }

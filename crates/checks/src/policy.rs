@@ -18,16 +18,22 @@ pub enum Action {
     Reject,
     /// Refuse with a 4xx reply; the sender retries later.
     Tempfail,
+    /// Refuse a new client/sender/recipient triplet with a 4xx reply and
+    /// accept its retry after the greylisting delay (RFC 6647); decided at
+    /// RCPT, where the triplet is known. Not a refusal of its own: later
+    /// stages still run, and a later reject wins.
+    Greylist,
     /// Accept; record the result in headers and the log.
     Tag,
 }
 
 impl Action {
-    /// `reject`, `tempfail` or `tag`.
+    /// `reject`, `tempfail`, `greylist` or `tag`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Reject => "reject",
             Action::Tempfail => "tempfail",
+            Action::Greylist => "greylist",
             Action::Tag => "tag",
         }
     }
@@ -46,9 +52,10 @@ impl FromStr for Action {
         match s {
             "reject" => Ok(Action::Reject),
             "tempfail" => Ok(Action::Tempfail),
+            "greylist" => Ok(Action::Greylist),
             "tag" => Ok(Action::Tag),
             other => Err(format!(
-                "unknown action {other:?} (expected reject, tempfail or tag)"
+                "unknown action {other:?} (expected reject, tempfail, greylist or tag)"
             )),
         }
     }
@@ -79,11 +86,16 @@ pub enum PolicyError {
     /// The skip stage has no policy.
     #[error("stage skip has no policy: it never rejects")]
     Skip,
-    /// DNS trouble may not be rejected with a 5xx.
-    #[error("{stage} temperror cannot be reject: DNS trouble is never a 5xx (use tempfail or tag)")]
+    /// DNS trouble may not be rejected with a 5xx, nor greylisted (where
+    /// reject is not allowed, greylist is not either).
+    #[error(
+        "{stage} temperror cannot be {action}: DNS trouble is never a 5xx (use tempfail or tag)"
+    )]
     TempErrorReject {
         /// The stage.
         stage: Stage,
+        /// The action asked for.
+        action: Action,
     },
 }
 
@@ -198,8 +210,8 @@ impl Policy {
                     .join(", "),
             });
         };
-        if outcome == Outcome::TempError && action == Action::Reject {
-            return Err(PolicyError::TempErrorReject { stage });
+        if outcome == Outcome::TempError && matches!(action, Action::Reject | Action::Greylist) {
+            return Err(PolicyError::TempErrorReject { stage, action });
         }
         let entry = self
             .stages
@@ -217,6 +229,15 @@ impl Policy {
     /// The policy of one stage.
     pub fn stage(&self, stage: Stage) -> Option<&StagePolicy> {
         self.stages.get(&stage)
+    }
+
+    /// Whether some result of a stage that runs leads to greylist (then
+    /// the milter opens a greylisting store).
+    pub fn uses_greylist(&self) -> bool {
+        self.stages.values().any(|p| match p {
+            StagePolicy::Actions(map) => map.values().any(|a| *a == Action::Greylist),
+            StagePolicy::Off => false,
+        })
     }
 }
 
@@ -264,6 +285,27 @@ mod tests {
             Err(PolicyError::TempErrorReject { .. })
         ));
         assert_eq!(p.action(Stage::SpfHelo, Outcome::SoftFail), Action::Reject);
+    }
+
+    #[test]
+    fn greylist_is_allowed_where_reject_is() {
+        let mut p = Policy::default();
+        assert!(!p.uses_greylist());
+        p.set(Stage::Fcrdns, "fail", "greylist".parse().unwrap())
+            .unwrap();
+        p.set(Stage::SpfMailfrom, "none", Action::Greylist).unwrap();
+        assert!(p.uses_greylist());
+        assert_eq!(p.action(Stage::Fcrdns, Outcome::Fail), Action::Greylist);
+        let err = p
+            .set(Stage::SpfHelo, "temperror", Action::Greylist)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spf-helo temperror cannot be greylist: DNS trouble is never a 5xx (use tempfail or tag)"
+        );
+        p.disable(Stage::Fcrdns).unwrap();
+        p.disable(Stage::SpfMailfrom).unwrap();
+        assert!(!p.uses_greylist(), "a stage that is off greylists nothing");
     }
 
     #[test]

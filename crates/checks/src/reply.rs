@@ -3,6 +3,7 @@
 //! why, in terms a remote administrator can act on.
 
 use std::fmt;
+use std::time::Duration;
 
 use tollgate_spf::{SpfOutput, SpfResult};
 
@@ -72,11 +73,17 @@ pub struct Reply {
 impl Reply {
     /// A reply for `action` with the enhanced code `enhanced`: a reject is
     /// `550 5.x.y`, a tempfail `451 4.x.y` with a text that ends in "try
-    /// again later". Returns `None` for [`Action::Tag`].
+    /// again later", a greylist the first attempt's [`greylisted`] reply
+    /// for the default delay of 5 minutes. Returns `None` for [`Action::Tag`].
+    ///
+    /// [`greylisted`]: Reply::greylisted
     pub fn for_action(action: Action, enhanced: Enhanced, text: &str) -> Option<Reply> {
         let (code, class, suffix) = match action {
             Action::Reject => (550, 5, ""),
             Action::Tempfail => (451, 4, ", try again later"),
+            Action::Greylist => {
+                return Some(Reply::greylisted(text, Duration::from_secs(300)));
+            }
             Action::Tag => return None,
         };
         Some(Reply {
@@ -84,6 +91,31 @@ impl Reply {
             enhanced: enhanced.with_class(class),
             text: clean(&format!("{text}{suffix}")),
         })
+    }
+
+    /// The greylisting reply (RFC 6647 §2.1: a 4xx at RCPT; §5: say it is
+    /// greylisting and when to retry): `451 4.7.1 Greylisted: WHY; retry in
+    /// 5 minutes`.
+    pub fn greylisted(why: &str, retry_in: Duration) -> Reply {
+        Reply {
+            code: 451,
+            enhanced: "4.7.1".to_owned(),
+            text: clean(&format!(
+                "Greylisted: {why}; please retry in {} (RFC 6647)",
+                wait_text(retry_in)
+            )),
+        }
+    }
+
+    /// A [`greylisted`](Self::greylisted) reply with its wait replaced:
+    /// what an early retry is told.
+    pub fn with_retry(&self, retry_in: Duration) -> Reply {
+        let marker = "; please retry in ";
+        let why = match self.text.strip_prefix("Greylisted: ") {
+            Some(rest) => rest.rfind(marker).map_or(rest, |i| &rest[..i]),
+            None => &self.text,
+        };
+        Reply::greylisted(why, retry_in)
     }
 
     /// The enhanced code without its class digit, e.g. `7.23`.
@@ -96,6 +128,31 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.code, self.enhanced, self.text)
     }
+}
+
+/// A wait in words: `5 minutes`, `1 minute 30 seconds`, `45 seconds`,
+/// rounded up to the second.
+pub fn wait_text(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let unit = |n: u64, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(unit(h, "hour"));
+    }
+    if m > 0 {
+        parts.push(unit(m, "minute"));
+    }
+    if s > 0 || parts.is_empty() {
+        parts.push(unit(s, "second"));
+    }
+    parts.join(" ")
 }
 
 /// Printable ASCII only, on one line, at most [`MAX_TEXT`] characters.
@@ -112,12 +169,17 @@ pub(crate) fn clean(text: &str) -> String {
 }
 
 /// The reply text for an SPF result that the policy refuses.
-pub(crate) fn spf_text(out: &SpfOutput, helo_identity: bool, policy_named: bool) -> String {
+pub(crate) fn spf_text(
+    out: &SpfOutput,
+    helo_identity: bool,
+    policy_named: bool,
+    action: Action,
+) -> String {
     let ip = out.ip;
     let matched = out.mechanism.as_deref().map(|m| format!("matched \"{m}\""));
     let under = |matched: Option<String>| {
         let policy = format!(
-            "under {}policy {}=reject",
+            "under {}policy {}={action}",
             if helo_identity { "HELO " } else { "" },
             out.result
         );
@@ -195,6 +257,21 @@ mod tests {
             "451 4.7.24 SPF temperror for example.com: DNS timeout, try again later"
         );
         assert!(Reply::for_action(Action::Tag, Enhanced::NOT_AUTHORIZED, "x").is_none());
+    }
+
+    #[test]
+    fn greylist_replies_are_451_4_7_1_and_say_when_to_retry() {
+        let r = Reply::greylisted("no SPF record for example.com", Duration::from_secs(300));
+        assert_eq!(
+            r.to_string(),
+            "451 4.7.1 Greylisted: no SPF record for example.com; please retry in 5 minutes (RFC 6647)"
+        );
+        assert_eq!(
+            wait_text(Duration::from_millis(90_500)),
+            "1 minute 31 seconds"
+        );
+        assert_eq!(wait_text(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(wait_text(Duration::ZERO), "0 seconds");
     }
 
     #[test]

@@ -201,7 +201,8 @@ pub struct StageReport {
     pub detail: String,
     /// The policy's action for this result.
     pub action: Action,
-    /// The SMTP reply, when the action is reject or tempfail.
+    /// The SMTP reply, when the action is reject or tempfail (for
+    /// greylist: what a first attempt is told).
     pub reply: Option<Reply>,
     /// For the SPF stages: the engine's full output.
     pub spf: Option<SpfOutput>,
@@ -239,5 +240,10 @@ impl StageReport {
     /// Whether this report ends the evaluation (reject or tempfail).
     pub fn is_decisive(&self) -> bool {
         matches!(self.action, Action::Reject | Action::Tempfail)
+    }
+
+    /// Whether this report asks for greylisting (decided at RCPT).
+    pub fn is_greylist(&self) -> bool {
+        self.action == Action::Greylist
     }
 }
