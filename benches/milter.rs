@@ -300,7 +300,19 @@ impl MilterProcess {
             ),
         )
         .expect("write the configuration");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        // For profiling: `TOLLGATE_BENCH_WRAPPER="valgrind --tool=callgrind"`
+        // runs the milter under that command.
+        let wrapper = std::env::var("TOLLGATE_BENCH_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_tollgate"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tollgate")),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -350,7 +362,18 @@ impl MilterProcess {
 }
 
 impl Drop for MilterProcess {
+    /// SIGTERM first (a profiler the milter runs under writes its data
+    /// then), SIGKILL if it has not ended within 30 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -358,12 +381,20 @@ impl Drop for MilterProcess {
 
 /// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: &str) -> f64 {
+    let (user, system) = cpu_split(pid);
+    user + system
+}
+
+/// utime and stime of a process, in seconds.
+fn cpu_split(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
     let after = &stat[stat.rfind(')').expect("comm") + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / clock_ticks()
+    let ticks = clock_ticks();
+    (
+        fields[11].parse::<f64>().expect("utime") / ticks,
+        fields[12].parse::<f64>().expect("stime") / ticks,
+    )
 }
 
 fn clock_ticks() -> f64 {
@@ -737,7 +768,8 @@ async fn run(
     let pid = milter.pid().to_string();
     dns.reset_counts();
     milter.log.reset();
-    let cpu_before = cpu_seconds(&pid);
+    let split_before = cpu_split(&pid);
+    let cpu_before = split_before.0 + split_before.1;
     let self_before = cpu_seconds("self");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -777,8 +809,14 @@ async fn run(
     }
     let elapsed = started.elapsed();
     let messages = plans.len();
-    let cpu = cpu_seconds(&pid) - cpu_before;
+    let split = cpu_split(&pid);
+    let cpu = split.0 + split.1 - cpu_before;
     let self_cpu = cpu_seconds("self") - self_before;
+    eprintln!(
+        "{label} at {concurrency}: milter CPU-s/1k user {:.3}, system {:.3}",
+        (split.0 - split_before.0) / messages as f64 * 1000.0,
+        (split.1 - split_before.1) / messages as f64 * 1000.0
+    );
     let mut whole: Vec<Duration> = timings.iter().map(|t| t.whole).collect();
     let mut to_rcpt: Vec<Duration> = timings.iter().map(|t| t.to_rcpt).collect();
     whole.sort();
