@@ -1,22 +1,40 @@
-//! Milter throughput through the real milter protocol.
+//! Milter throughput, cold-cache latency and many connections through
+//! the real milter protocol.
 //!
 //! `cargo bench --bench milter` starts `tollgate serve` (the release
 //! binary of this package) as a separate process against a testdns server
-//! on 127.0.0.1, and drives 2,000 realistic transactions per run through
-//! it, one milter connection each, as Postfix would: macros, CONNECT, HELO,
-//! MAIL, RCPT, six headers, end of headers, end of message, QUIT. The
-//! clients come from 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24 with
-//! PTR and A records; the sender domains publish `include:` SPF records;
-//! every tenth sender is forged and is refused at RCPT (then aborted).
+//! on 127.0.0.1, and drives realistic transactions through it as Postfix
+//! would: macros, CONNECT, HELO, MAIL, RCPT, six headers, end of message,
+//! QUIT. The clients come from 192.0.2.0/24, 198.51.100.0/24 and
+//! 203.0.113.0/24 with PTR and A records; the sender domains publish
+//! `include:` SPF records and an MX; every tenth sender is forged and is
+//! refused at RCPT (then aborted), and 12 of the 300 clients are on the
+//! block list `bl.example` (refused at RCPT with 5.7.1). All stages are on:
+//! skip, helo-syntax, dnsbl, fcrdns, rdns-name, helo-dns, spf-helo,
+//! sender-domain, spf-mailfrom.
 //!
-//! For each concurrency (1, 16, 64) a fresh milter serves a cold-cache run
-//! and then a warm-cache run (the same 2,000 transactions again), and a
-//! second fresh milter with `dns.cache_size: 0` shows what every message
-//! costs in DNS when nothing is cached. Reported per run: messages/s, p50
-//! and p99 of a whole transaction, DNS queries per message (testdns's
+//! Throughput (`TOLLGATE_BENCH_MODE=throughput`): for each concurrency
+//! (1, 16, 64) a fresh milter serves a cold-cache run of 2,000
+//! transactions and then a warm-cache run (the same again), and two more
+//! with `dns.cache_size: 0` (`dns.parallel` on and off) show what every
+//! message costs in DNS when nothing is cached, and how many lookups an
+//! early stop cancelled (from the milter's log lines). Reported per run:
+//! messages/s, p50 and p99 of a whole transaction and of the time from
+//! CONNECT to the RCPT answer, DNS queries per message (testdns's
 //! counter), the milter's CPU-seconds per 1,000 messages (utime + stime
-//! from /proc/PID/stat), its peak RSS (VmHWM), and the load generator's own
-//! CPU (this process: client and DNS server together).
+//! from /proc/PID/stat), its peak RSS (VmHWM), and the load generator's
+//! own CPU (this process: client and DNS server together).
+//!
+//! Cold latency (`TOLLGATE_BENCH_MODE=latency`): testdns holds every
+//! answer back 20 ms (`TOLLGATE_BENCH_LATENCY`, e.g. `20ms+-10ms`), the
+//! milter caches nothing (every message is a new client), and 300
+//! transactions (`TOLLGATE_BENCH_COLD_TRANSACTIONS`) run at 1 and 16
+//! connections (`TOLLGATE_BENCH_COLD_CONCURRENCY`), `dns.parallel` off
+//! and on: the time from CONNECT to the RCPT answer is what the sending
+//! server waits for.
+//!
+//! The default (`all`) runs both; `many` runs the many-connections bench
+//! ([`many`]) only.
 //!
 //! The load generator is a minimal hand-rolled MTA side of the protocol
 //! ([`MtaConn`]) rather than `indymilter-test`: like Postfix's milter8
@@ -32,16 +50,6 @@
 //! `TOLLGATE_BENCH_CONCURRENCY` (e.g. `64` or `1,64`) to change the levels;
 //! for experiments, `TOLLGATE_BENCH_HEADERS` (0 to 6 headers per message)
 //! and `TOLLGATE_BENCH_LOG` (the milter's log level, default info).
-//! `TOLLGATE_BENCH_METRICS=1` turns the Prometheus metrics on
-//! (`metrics.listen` on a free loopback port) and scrapes them once after
-//! each run, as Prometheus would, checking that every message was counted.
-//!
-//! `TOLLGATE_BENCH_GREYLIST=embedded` (or a Redis URL such as
-//! `redis://127.0.0.1:6390/0`) greylists every message (`fcrdns: {pass:
-//! greylist}`, `delay: 1s`, `auto_allow: 0`): per concurrency the runs are
-//! `grey-new` (every triplet new: all answered 451 4.7.1), then after the
-//! delay `grey-pass` (each triplet's first pass) and `grey-known` (every
-//! triplet known: the steady state), all with a warm DNS cache.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -52,8 +60,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tollgate_testdns::TestDns;
 use tollgate_testdns::suite::parse_zone;
+use tollgate_testdns::{Latency, TestDns};
+
+#[path = "milter/many.rs"]
+mod many;
 
 /// Transactions per run.
 const TRANSACTIONS: usize = 2_000;
@@ -67,6 +78,8 @@ const NETS: [&str; 3] = ["192.0.2", "198.51.100", "203.0.113"];
 const ESPS: usize = 10;
 /// Sender domains.
 const BRANDS: usize = 100;
+/// The block list the milter asks (RFC 5782).
+const DNSBL_ZONE: &str = "bl.example";
 
 /// One transaction's data.
 #[derive(Clone, Debug)]
@@ -74,7 +87,10 @@ struct Plan {
     ip: IpAddr,
     helo: String,
     sender: String,
+    /// The sender's domain does not authorise the client (SPF fail).
     forged: bool,
+    /// The start of the reply the RCPT must get, if it is refused.
+    refusal: Option<&'static str>,
 }
 
 /// The zone: clients with PTR and A, HELO names (a third with their own
@@ -123,7 +139,28 @@ fn zone_yaml() -> String {
     }
     z.push_str("_spf.bank.example:\n  - TXT: \"v=spf1 ip4:233.252.0.0/24 -all\"\n");
     z.push_str("mx.bank.example:\n  - A: 203.0.113.250\n");
+    // The block list: RFC 5782 entries (an A in 127.0.0.0/8 and a TXT
+    // reason) for the listed clients; the others get NXDOMAIN.
+    for i in (0..NETS.len() * HOSTS_PER_NET).filter(|i| listed(*i)) {
+        let ip = client_ip(i);
+        let octets: Vec<&str> = ip.split('.').collect();
+        let _ = writeln!(
+            z,
+            "{}.{}.{}.{}.{DNSBL_ZONE}:\n  - A: 127.0.0.2\n  - TXT: \"listed for the bench\"",
+            octets[3], octets[2], octets[1], octets[0]
+        );
+    }
     z
+}
+
+/// Whether client `i` is on the block list (12 of the 300).
+fn listed(i: usize) -> bool {
+    i % 25 == 12
+}
+
+/// The address of client `i`.
+fn client_ip(i: usize) -> String {
+    format!("{}.{}", NETS[i / HOSTS_PER_NET], i % HOSTS_PER_NET + 1)
 }
 
 fn client_name(i: usize) -> String {
@@ -135,11 +172,17 @@ fn plans(count: usize) -> Vec<Plan> {
     (0..count)
         .map(|t| {
             let i = (t * 7) % clients;
-            let net = NETS[i / HOSTS_PER_NET];
-            let ip: IpAddr = format!("{net}.{}", i % HOSTS_PER_NET + 1)
-                .parse()
-                .expect("an address");
+            let ip: IpAddr = client_ip(i).parse().expect("an address");
             let forged = t % 10 == 9;
+            // A listed client is refused at HELO's verdict (dnsbl), before
+            // its sender is looked at.
+            let refusal = if listed(i) {
+                Some("550 5.7.1 ")
+            } else if forged {
+                Some("550 5.7.23 ")
+            } else {
+                None
+            };
             let sender = if forged {
                 format!("security@bank{}.example", t % 5)
             } else {
@@ -150,35 +193,75 @@ fn plans(count: usize) -> Vec<Plan> {
                 helo: client_name(i),
                 sender,
                 forged,
+                refusal,
             }
         })
         .collect()
+}
+
+/// How the milter under test is configured.
+#[derive(Clone, Copy, Debug)]
+struct Setup {
+    /// `dns.cache_size` (0: no shared cache).
+    cache_size: usize,
+    /// `dns.parallel`.
+    parallel: bool,
+    /// `max_connections`.
+    max_connections: usize,
+    /// Read the log lines (for the DNS queries and cancelled lookups per
+    /// message) instead of sending them to /dev/null.
+    read_log: bool,
+}
+
+impl Setup {
+    const WARM: Setup = Setup {
+        cache_size: 10_000,
+        parallel: true,
+        max_connections: 256,
+        read_log: false,
+    };
+}
+
+/// Sums of the message lines' DNS counters.
+#[derive(Debug, Default)]
+struct LogCounts {
+    messages: AtomicUsize,
+    queries: AtomicUsize,
+    cancelled: AtomicUsize,
+}
+
+impl LogCounts {
+    fn reset(&self) {
+        self.messages.store(0, Ordering::SeqCst);
+        self.queries.store(0, Ordering::SeqCst);
+        self.cancelled.store(0, Ordering::SeqCst);
+    }
+
+    fn add_line(&self, line: &str) {
+        if !line.contains(" message ") && !line.ends_with(" message") {
+            return;
+        }
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        if let Some(q) = field("dns_queries=") {
+            self.messages.fetch_add(1, Ordering::SeqCst);
+            self.queries.fetch_add(q, Ordering::SeqCst);
+            self.cancelled
+                .fetch_add(field("dns_cancelled=").unwrap_or(0), Ordering::SeqCst);
+        }
+    }
 }
 
 /// The milter under test, a child process.
 struct MilterProcess {
     child: Child,
     addr: SocketAddr,
-    /// Where it serves metrics (`TOLLGATE_BENCH_METRICS=1`).
-    metrics: Option<SocketAddr>,
+    log: Arc<LogCounts>,
+    reads_log: bool,
     _dir: TempDir,
-}
-
-/// Whether `TOLLGATE_BENCH_METRICS` turns the metrics on.
-fn metrics_on() -> bool {
-    std::env::var("TOLLGATE_BENCH_METRICS").is_ok_and(|v| v == "1")
-}
-
-/// After a run: with metrics on, one scrape, which must have counted
-/// every message the milter served so far.
-fn check_scrape(milter: &MilterProcess, served: usize) -> bool {
-    match milter.scraped_messages() {
-        None => true,
-        Some(counted) => {
-            eprintln!("metrics: {counted} messages counted of {served} served");
-            counted == served as f64
-        }
-    }
 }
 
 struct TempDir(PathBuf);
@@ -190,58 +273,69 @@ impl Drop for TempDir {
 }
 
 impl MilterProcess {
-    fn start(dns: SocketAddr, cache_size: usize, tag: &str) -> MilterProcess {
+    fn reads_log(&self) -> bool {
+        self.reads_log
+    }
+
+    fn start(dns: SocketAddr, setup: Setup, tag: &str) -> MilterProcess {
         let log_level = std::env::var("TOLLGATE_BENCH_LOG").unwrap_or_else(|_| "info".to_owned());
         let dir = std::env::temp_dir().join(format!("tollgate-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temporary directory");
         let config = dir.join("milter.yaml");
-        let metrics = metrics_on().then(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port for metrics")
-        });
-        let metrics_yaml = metrics
-            .map(|addr| format!("metrics:\n  listen: {addr}\n"))
-            .unwrap_or_default();
-        let greylist = match greylist_store() {
-            None => String::new(),
-            Some(store) => {
-                let store = if store == "embedded" {
-                    format!(
-                        "store: embedded\n  path: {}",
-                        dir.join("greylist.db").display()
-                    )
-                } else {
-                    format!("store: redis\n  redis: {store}")
-                };
-                format!(
-                    "policy:\n  fcrdns: {{pass: greylist}}\n\
-                     greylist:\n  {store}\n  delay: 1s\n  retry_window: 1h\n  auto_allow: 0\n"
-                )
-            }
-        };
+        let Setup {
+            cache_size,
+            parallel,
+            max_connections,
+            read_log,
+        } = setup;
         std::fs::write(
             &config,
             format!(
                 "listen: inet:127.0.0.1:0\n\
                  hostname: mx.bench.example\n\
-                 max_connections: 256\n\
-                 dns:\n  nameservers: [\"{dns}\"]\n  timeout: 2s\n  attempts: 2\n  cache_size: {cache_size}\n\
-                 log:
-  level: {log_level}
-{metrics_yaml}{greylist}"
+                 max_connections: {max_connections}\n\
+                 dns:\n  nameservers: [\"{dns}\"]\n  timeout: 2s\n  attempts: 2\n  cache_size: {cache_size}\n  parallel: {parallel}\n\
+                 dnsbl:\n  lists:\n    - zone: {DNSBL_ZONE}\n\
+                 log:\n  level: {log_level}\n"
             ),
         )
         .expect("write the configuration");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        // For profiling: `TOLLGATE_BENCH_WRAPPER="valgrind --tool=callgrind"`
+        // runs the milter under that command.
+        let wrapper = std::env::var("TOLLGATE_BENCH_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_tollgate"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_tollgate")),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            // One info line per message, as in production, into /dev/null.
-            .stderr(Stdio::null())
+            // One info line per message, as in production: into /dev/null,
+            // or read for its DNS counters.
+            .stderr(if read_log {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start tollgate serve");
+        let log = Arc::new(LogCounts::default());
+        if let Some(stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.add_line(&line);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -256,29 +350,10 @@ impl MilterProcess {
         MilterProcess {
             child,
             addr,
-            metrics,
+            log,
+            reads_log: read_log,
             _dir: TempDir(dir),
         }
-    }
-
-    /// The messages counted in `tollgate_messages_total`, from one scrape
-    /// (`None` with metrics off).
-    fn scraped_messages(&self) -> Option<f64> {
-        use std::io::{Read, Write};
-        let addr = self.metrics?;
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-            .expect("send the scrape");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("read the scrape");
-        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-        Some(
-            text.lines()
-                .filter(|l| l.starts_with("tollgate_messages_total{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
     }
 
     fn pid(&self) -> u32 {
@@ -287,7 +362,18 @@ impl MilterProcess {
 }
 
 impl Drop for MilterProcess {
+    /// SIGTERM first (a profiler the milter runs under writes its data
+    /// then), SIGKILL if it has not ended within 30 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -295,12 +381,20 @@ impl Drop for MilterProcess {
 
 /// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: &str) -> f64 {
+    let (user, system) = cpu_split(pid);
+    user + system
+}
+
+/// utime and stime of a process, in seconds.
+fn cpu_split(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
     let after = &stat[stat.rfind(')').expect("comm") + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / clock_ticks()
+    let ticks = clock_ticks();
+    (
+        fields[11].parse::<f64>().expect("utime") / ticks,
+        fields[12].parse::<f64>().expect("stime") / ticks,
+    )
 }
 
 fn clock_ticks() -> f64 {
@@ -495,126 +589,143 @@ fn cstr(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// How long the parts of a transaction took, as the MTA side sees them.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    /// From opening the milter connection to sending QUIT.
+    whole: Duration,
+    /// From sending CONNECT to the answer to RCPT: what the SMTP client
+    /// waits for because of the milter.
+    to_rcpt: Duration,
+}
+
 /// One whole transaction on its own milter connection.
-async fn transaction(addr: SocketAddr, plan: &Plan, t: usize) -> Result<End, String> {
-    let io = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
-    let want = |what: &'static str, a: Answer| match a {
-        Answer::Continue => Ok(()),
-        other => Err(format!("{what}: {other:?}")),
-    };
-    let mut changes = Vec::new();
-    let mut c = MtaConn::open(addr).await.map_err(io("open"))?;
-    let ip = plan.ip.to_string();
-    c.macros(
-        b'C',
-        &[
-            ("j", "mx.bench.example"),
-            ("{daemon_name}", "smtpd"),
-            ("{client_addr}", &ip),
-        ],
-    );
-    let mut body = cstr(&[plan.helo.as_bytes()]);
-    body.push(b'4');
-    body.extend(40_000u16.to_be_bytes());
-    body.extend(cstr(&[ip.as_bytes()]));
-    c.packet(b'C', &body);
-    let noreply = c.has(proto::NR_CONN);
-    want(
-        "connect",
-        c.send(noreply, &mut changes).await.map_err(io("connect"))?,
-    )?;
-    c.packet(b'H', &cstr(&[plan.helo.as_bytes()]));
-    let noreply = c.has(proto::NR_HELO);
-    want(
-        "helo",
-        c.send(noreply, &mut changes).await.map_err(io("helo"))?,
-    )?;
-    let queue_id = format!("4Q{t:08X}");
-    let sender = format!("<{}>", plan.sender);
-    c.macros(b'M', &[("i", &queue_id), ("{mail_addr}", &plan.sender)]);
-    c.packet(b'M', &cstr(&[sender.as_bytes()]));
-    let noreply = c.has(proto::NR_MAIL);
-    want(
-        "mail",
-        c.send(noreply, &mut changes).await.map_err(io("mail"))?,
-    )?;
-    c.macros(
-        b'R',
-        &[("i", &queue_id), ("{rcpt_addr}", "user@example.org")],
-    );
-    c.packet(b'R', &cstr(&[b"<user@example.org>"]));
-    let noreply = c.has(proto::NR_RCPT);
-    let rcpt = c.send(noreply, &mut changes).await.map_err(io("rcpt"))?;
-    match (rcpt, plan.forged) {
-        (Answer::Continue, false) => {}
-        (Answer::Refused(text), _) if text.starts_with("451 4.7.1 Greylisted") && !plan.forged => {
-            c.packet(b'A', &[]);
-            c.packet(b'Q', &[]);
-            c.flush().await.map_err(io("quit"))?;
-            return Ok(End::Refused);
-        }
-        (Answer::Refused(text), true) if text.starts_with("550 5.7.23 ") => {
-            // Postfix aborts the message and quits; nothing is awaited.
-            c.packet(b'A', &[]);
-            c.packet(b'Q', &[]);
-            c.flush().await.map_err(io("quit"))?;
-            return Ok(End::Refused);
-        }
-        (other, forged) => return Err(format!("rcpt: {other:?} (forged: {forged})")),
-    }
-    if !c.has(proto::NO_HDRS) {
-        let message_id = format!("<{t}.{queue_id}@{}>", plan.helo);
-        let received = format!(
-            "from {} ({} [{ip}]) by mx.bench.example (Postfix) with ESMTPS id {queue_id} for <user@example.org>",
-            plan.helo, plan.helo
-        );
-        let from = format!("Newsletter <{}>", plan.sender);
-        let headers: [(&str, &str); 6] = [
-            ("Received", &received),
-            ("From", &from),
-            ("To", "<user@example.org>"),
-            ("Subject", "Your weekly update"),
-            ("Date", "Mon, 23 Nov 2026 07:00:00 +0000"),
-            ("Message-ID", &message_id),
-        ];
-        let noreply = c.has(proto::NR_HDR);
-        for (name, value) in headers.into_iter().take(header_count()) {
-            c.packet(b'L', &cstr(&[name.as_bytes(), value.as_bytes()]));
-            want(
-                "header",
-                c.send(noreply, &mut changes).await.map_err(io("header"))?,
-            )?;
-        }
-    }
-    if !c.has(proto::NO_EOH) {
-        c.packet(b'N', &[]);
-        let noreply = c.has(proto::NR_EOH);
-        want(
-            "eoh",
-            c.send(noreply, &mut changes).await.map_err(io("eoh"))?,
-        )?;
-    }
-    c.macros(b'E', &[("i", &queue_id)]);
-    c.packet(b'E', &[]);
-    want("eom", c.send(false, &mut changes).await.map_err(io("eom"))?)?;
-    // A message that passed greylisting for the first time also gets
-    // X-Greylist (inserted first, so it ends below the other two).
-    let greylist_header = changes
-        .first()
-        .is_some_and(|(cmd, data)| *cmd == b'i' && data.get(4..15) == Some(b"X-Greylist\0"));
-    let expected = 2 + usize::from(greylist_header);
-    let on_top = changes
-        .iter()
-        .filter(|(cmd, data)| *cmd == b'i' && data.starts_with(&[0, 0, 0, 0]))
-        .count();
-    if on_top != expected || changes.len() != expected {
-        return Err(format!(
-            "eom: expected two headers inserted at 0, got {changes:?}"
-        ));
-    }
+async fn transaction(addr: SocketAddr, plan: &Plan, t: usize) -> Result<(End, Timing), String> {
+    let begun = Instant::now();
+    let mut c = MtaConn::open(addr)
+        .await
+        .map_err(|e| format!("open: {e}"))?;
+    let connected = Instant::now();
+    c.hello(plan).await?;
+    let (end, rcpt_answered) = c.message(plan, t).await?;
     c.packet(b'Q', &[]);
-    c.flush().await.map_err(io("quit"))?;
-    Ok(End::Delivered)
+    c.flush().await.map_err(|e| format!("quit: {e}"))?;
+    Ok((
+        end,
+        Timing {
+            whole: begun.elapsed(),
+            to_rcpt: rcpt_answered - connected,
+        },
+    ))
+}
+
+impl MtaConn {
+    /// CONNECT and HELO.
+    async fn hello(&mut self, plan: &Plan) -> Result<(), String> {
+        let mut changes = Vec::new();
+        let ip = plan.ip.to_string();
+        self.macros(
+            b'C',
+            &[
+                ("j", "mx.bench.example"),
+                ("{daemon_name}", "smtpd"),
+                ("{client_addr}", &ip),
+            ],
+        );
+        let mut body = cstr(&[plan.helo.as_bytes()]);
+        body.push(b'4');
+        body.extend(40_000u16.to_be_bytes());
+        body.extend(cstr(&[ip.as_bytes()]));
+        self.packet(b'C', &body);
+        let noreply = self.has(proto::NR_CONN);
+        want("connect", self.send(noreply, &mut changes).await)?;
+        self.packet(b'H', &cstr(&[plan.helo.as_bytes()]));
+        let noreply = self.has(proto::NR_HELO);
+        want("helo", self.send(noreply, &mut changes).await)
+    }
+
+    /// One message: MAIL, RCPT and, unless refused, the headers and the
+    /// end of message. Gives how it ended and when RCPT was answered.
+    async fn message(&mut self, plan: &Plan, t: usize) -> Result<(End, Instant), String> {
+        let mut changes = Vec::new();
+        let ip = plan.ip.to_string();
+        let queue_id = format!("4Q{t:08X}");
+        let sender = format!("<{}>", plan.sender);
+        self.macros(b'M', &[("i", &queue_id), ("{mail_addr}", &plan.sender)]);
+        self.packet(b'M', &cstr(&[sender.as_bytes()]));
+        let noreply = self.has(proto::NR_MAIL);
+        want("mail", self.send(noreply, &mut changes).await)?;
+        self.macros(
+            b'R',
+            &[("i", &queue_id), ("{rcpt_addr}", "user@example.org")],
+        );
+        self.packet(b'R', &cstr(&[b"<user@example.org>"]));
+        let noreply = self.has(proto::NR_RCPT);
+        let rcpt = self
+            .send(noreply, &mut changes)
+            .await
+            .map_err(|e| format!("rcpt: {e}"))?;
+        let answered = Instant::now();
+        match (rcpt, plan.refusal) {
+            (Answer::Continue, None) => {}
+            (Answer::Refused(text), Some(start)) if text.starts_with(start) => {
+                // Postfix aborts the message; nothing is awaited.
+                self.packet(b'A', &[]);
+                return Ok((End::Refused, answered));
+            }
+            (other, expected) => {
+                return Err(format!("rcpt: {other:?} (expected refusal: {expected:?})"));
+            }
+        }
+        if !self.has(proto::NO_HDRS) {
+            let message_id = format!("<{t}.{queue_id}@{}>", plan.helo);
+            let received = format!(
+                "from {} ({} [{ip}]) by mx.bench.example (Postfix) with ESMTPS id {queue_id} for <user@example.org>",
+                plan.helo, plan.helo
+            );
+            let from = format!("Newsletter <{}>", plan.sender);
+            let headers: [(&str, &str); 6] = [
+                ("Received", &received),
+                ("From", &from),
+                ("To", "<user@example.org>"),
+                ("Subject", "Your weekly update"),
+                ("Date", "Mon, 23 Nov 2026 07:00:00 +0000"),
+                ("Message-ID", &message_id),
+            ];
+            let noreply = self.has(proto::NR_HDR);
+            for (name, value) in headers.into_iter().take(header_count()) {
+                self.packet(b'L', &cstr(&[name.as_bytes(), value.as_bytes()]));
+                want("header", self.send(noreply, &mut changes).await)?;
+            }
+        }
+        if !self.has(proto::NO_EOH) {
+            self.packet(b'N', &[]);
+            let noreply = self.has(proto::NR_EOH);
+            want("eoh", self.send(noreply, &mut changes).await)?;
+        }
+        self.macros(b'E', &[("i", &queue_id)]);
+        self.packet(b'E', &[]);
+        want("eom", self.send(false, &mut changes).await)?;
+        let on_top = changes
+            .iter()
+            .filter(|(cmd, data)| *cmd == b'i' && data.starts_with(&[0, 0, 0, 0]))
+            .count();
+        if on_top != 2 || changes.len() != 2 {
+            return Err(format!(
+                "eom: expected two headers inserted at 0, got {changes:?}"
+            ));
+        }
+        Ok((End::Delivered, answered))
+    }
+}
+
+/// `Continue`, or an error naming the step.
+fn want(what: &str, answer: std::io::Result<Answer>) -> Result<(), String> {
+    match answer {
+        Ok(Answer::Continue) => Ok(()),
+        Ok(other) => Err(format!("{what}: {other:?}")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
 }
 
 /// The figures of one run.
@@ -628,11 +739,23 @@ struct Figures {
     per_second: f64,
     p50: Duration,
     p99: Duration,
+    rcpt_p50: Duration,
+    rcpt_p99: Duration,
     queries_per_message: f64,
+    /// Lookups cancelled per message, from the log lines (when read).
+    cancelled_per_message: Option<f64>,
     cpu_per_1000: f64,
     hwm_mib: f64,
     rss_mib: f64,
     loadgen_cpu_per_1000: f64,
+}
+
+/// The `p` quantile of sorted durations.
+fn quantile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or_default()
 }
 
 async fn run(
@@ -644,7 +767,9 @@ async fn run(
 ) -> Figures {
     let pid = milter.pid().to_string();
     dns.reset_counts();
-    let cpu_before = cpu_seconds(&pid);
+    milter.log.reset();
+    let split_before = cpu_split(&pid);
+    let cpu_before = split_before.0 + split_before.1;
     let self_before = cpu_seconds("self");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -654,15 +779,14 @@ async fn run(
         let plans = Arc::clone(plans);
         let addr = milter.addr;
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let mut timings = Vec::new();
             let (mut refused, mut errors) = (0, 0);
             loop {
                 let t = next.fetch_add(1, Ordering::Relaxed);
                 let Some(plan) = plans.get(t) else { break };
-                let begun = Instant::now();
                 match transaction(addr, plan, t).await {
-                    Ok(end) => {
-                        latencies.push(begun.elapsed());
+                    Ok((end, timing)) => {
+                        timings.push(timing);
                         refused += usize::from(end == End::Refused);
                     }
                     Err(err) => {
@@ -673,26 +797,39 @@ async fn run(
                     }
                 }
             }
-            (latencies, refused, errors)
+            (timings, refused, errors)
         }));
     }
-    let (mut latencies, mut refused, mut errors) = (Vec::new(), 0, 0);
+    let (mut timings, mut refused, mut errors) = (Vec::new(), 0, 0);
     for worker in workers {
         let (l, r, e) = worker.await.expect("worker");
-        latencies.extend(l);
+        timings.extend(l);
         refused += r;
         errors += e;
     }
     let elapsed = started.elapsed();
     let messages = plans.len();
-    let cpu = cpu_seconds(&pid) - cpu_before;
+    let split = cpu_split(&pid);
+    let cpu = split.0 + split.1 - cpu_before;
     let self_cpu = cpu_seconds("self") - self_before;
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or_default()
+    eprintln!(
+        "{label} at {concurrency}: milter CPU-s/1k user {:.3}, system {:.3}",
+        (split.0 - split_before.0) / messages as f64 * 1000.0,
+        (split.1 - split_before.1) / messages as f64 * 1000.0
+    );
+    let mut whole: Vec<Duration> = timings.iter().map(|t| t.whole).collect();
+    let mut to_rcpt: Vec<Duration> = timings.iter().map(|t| t.to_rcpt).collect();
+    whole.sort();
+    to_rcpt.sort();
+    let cancelled_per_message = if milter.reads_log() {
+        // The last lines may still be on their way through the pipe.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while milter.log.messages.load(Ordering::SeqCst) < messages && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Some(milter.log.cancelled.load(Ordering::SeqCst) as f64 / messages as f64)
+    } else {
+        None
     };
     Figures {
         label: label.to_owned(),
@@ -701,9 +838,12 @@ async fn run(
         refused,
         errors,
         per_second: messages as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
+        p50: quantile(&whole, 0.50),
+        p99: quantile(&whole, 0.99),
+        rcpt_p50: quantile(&to_rcpt, 0.50),
+        rcpt_p99: quantile(&to_rcpt, 0.99),
         queries_per_message: dns.query_count() as f64 / messages as f64,
+        cancelled_per_message,
         cpu_per_1000: cpu / messages as f64 * 1000.0,
         hwm_mib: vm_mib(&pid, "VmHWM:"),
         rss_mib: vm_mib(&pid, "VmRSS:"),
@@ -734,15 +874,23 @@ fn query_mix(dns: &TestDns, messages: usize) -> String {
         .join(", ")
 }
 
+const HEADER: &str = "|   c | run              |  msg/s | p50 ms | p99 ms | RCPT p50 ms | RCPT p99 ms | DNS/m | cancelled/m | CPU-s/1k | HWM MiB | RSS MiB | loadgen CPU-s/1k | refused/errors |\n\
+|----:|------------------|-------:|-------:|-------:|------------:|------------:|------:|------------:|---------:|--------:|--------:|-----------------:|---------------:|";
+
 fn print_row(f: &Figures) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "| {:>3} | {:<9} | {:>8.0} | {:>7.3} | {:>7.3} | {:>5.2} | {:>6.3} | {:>5.1} | {:>5.1} | {:>6.3} | {:>3}/{:<3} |",
+        "| {:>3} | {:<16} | {:>6.0} | {:>6.2} | {:>6.2} | {:>11.2} | {:>11.2} | {:>5.2} | {:>11} | {:>8.3} | {:>7.1} | {:>7.1} | {:>16.3} | {:>6}/{:<7} |",
         f.concurrency,
         f.label,
         f.per_second,
-        f.p50.as_secs_f64() * 1000.0,
-        f.p99.as_secs_f64() * 1000.0,
+        ms(f.p50),
+        ms(f.p99),
+        ms(f.rcpt_p50),
+        ms(f.rcpt_p99),
         f.queries_per_message,
+        f.cancelled_per_message
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
         f.cpu_per_1000,
         f.hwm_mib,
         f.rss_mib,
@@ -752,11 +900,118 @@ fn print_row(f: &Figures) {
     );
 }
 
-/// `TOLLGATE_BENCH_GREYLIST`: `embedded`, a Redis URL, or unset.
-fn greylist_store() -> Option<String> {
-    std::env::var("TOLLGATE_BENCH_GREYLIST")
+/// `TOLLGATE_BENCH_…` as a number, or `default`.
+fn env_number(key: &str, default: usize) -> usize {
+    std::env::var(key)
         .ok()
-        .filter(|s| !s.is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `TOLLGATE_BENCH_…` as a list of numbers (`1,16,64`), or `default`.
+fn env_levels(key: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(key)
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+/// Whether every run answered every transaction as expected.
+fn all_answered(figures: &[Figures], plans: &[Plan]) -> bool {
+    let expected_refused = plans.iter().filter(|p| p.refusal.is_some()).count();
+    figures
+        .iter()
+        .all(|f| f.errors == 0 && f.refused == expected_refused && f.messages == plans.len())
+}
+
+/// Throughput: cold, warm and no-cache runs at each concurrency.
+async fn throughput(dns: &TestDns, transactions: usize) -> bool {
+    let plans = Arc::new(plans(transactions));
+    println!(
+        "\nthroughput: {transactions} transactions per run, {} clients, {BRANDS} brands via {ESPS} includes, 10% forged, {} listed",
+        NETS.len() * HOSTS_PER_NET,
+        (0..NETS.len() * HOSTS_PER_NET)
+            .filter(|i| listed(*i))
+            .count()
+    );
+    println!("{HEADER}");
+    let mut all = Vec::new();
+    for concurrency in env_levels("TOLLGATE_BENCH_CONCURRENCY", &CONCURRENCY) {
+        let milter = MilterProcess::start(dns.addr(), Setup::WARM, &format!("c{concurrency}"));
+        let baseline = vm_mib(&milter.pid().to_string(), "VmRSS:");
+        eprintln!(
+            "milter pid {} at {}: RSS at start {baseline:.1} MiB",
+            milter.pid(),
+            milter.addr
+        );
+        for label in ["cold", "warm"] {
+            let f = run(&milter, dns, &plans, concurrency, label).await;
+            print_row(&f);
+            all.push(f);
+        }
+        drop(milter);
+        for parallel in [true, false] {
+            let setup = Setup {
+                cache_size: 0,
+                parallel,
+                read_log: true,
+                ..Setup::WARM
+            };
+            let milter = MilterProcess::start(dns.addr(), setup, &format!("nocache{concurrency}"));
+            let label = if parallel {
+                "no-cache par"
+            } else {
+                "no-cache seq"
+            };
+            let f = run(&milter, dns, &plans, concurrency, label).await;
+            print_row(&f);
+            if concurrency == 1 {
+                eprintln!(
+                    "DNS queries per message without a cache ({label}): {}",
+                    query_mix(dns, transactions)
+                );
+            }
+            all.push(f);
+        }
+    }
+    all_answered(&all, &plans)
+}
+
+/// Critical path: every message from a new client with nothing cached,
+/// every answer held back by the latency, sequential against parallel.
+async fn cold_latency(dns: &TestDns, transactions: usize) -> bool {
+    let latency: Latency = std::env::var("TOLLGATE_BENCH_LATENCY")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(Latency::fixed(Duration::from_millis(20)));
+    let plans = Arc::new(plans(transactions));
+    println!(
+        "\ncold cache, {latency} per DNS answer: {transactions} transactions per run, each from a new client (dns.cache_size: 0)"
+    );
+    println!("{HEADER}");
+    dns.set_latency(latency);
+    let mut all = Vec::new();
+    for concurrency in env_levels("TOLLGATE_BENCH_COLD_CONCURRENCY", &[1, 16]) {
+        for parallel in [false, true] {
+            let setup = Setup {
+                cache_size: 0,
+                parallel,
+                read_log: true,
+                ..Setup::WARM
+            };
+            let milter = MilterProcess::start(dns.addr(), setup, &format!("latency{concurrency}"));
+            let label = if parallel {
+                "cold 20ms par"
+            } else {
+                "cold 20ms seq"
+            };
+            let f = run(&milter, dns, &plans, concurrency, label).await;
+            print_row(&f);
+            all.push(f);
+        }
+    }
+    dns.set_latency(Latency::NONE);
+    all_answered(&all, &plans)
 }
 
 fn main() -> ExitCode {
@@ -764,10 +1019,7 @@ fn main() -> ExitCode {
         eprintln!("milter bench: run it with `cargo bench --bench milter`");
         return ExitCode::SUCCESS;
     }
-    let transactions = std::env::var("TOLLGATE_BENCH_TRANSACTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(TRANSACTIONS);
+    let mode = std::env::var("TOLLGATE_BENCH_MODE").unwrap_or_else(|_| "all".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -776,76 +1028,21 @@ fn main() -> ExitCode {
     let ok = runtime.block_on(async move {
         let zone = parse_zone(&zone_yaml()).expect("the zone parses");
         let dns = TestDns::start(zone).await.expect("testdns starts");
-        let plans = Arc::new(plans(transactions));
-        println!(
-            "milter bench: {transactions} transactions per run, {} clients, {BRANDS} brands via {ESPS} includes, 10% forged, metrics {}",
-            NETS.len() * HOSTS_PER_NET,
-            if metrics_on() { "on" } else { "off" }
-        );
-        println!(
-            "|   c | run       |  msg/s   | p50 ms  | p99 ms  | DNS/m | CPU-s/1k | HWM MiB | RSS MiB | loadgen CPU-s/1k | refused/errors |"
-        );
-        println!("|----:|-----------|---------:|--------:|--------:|------:|-------:|------:|------:|-------:|--------:|");
-        let mut all = Vec::new();
-        let mut metrics_ok = true;
-        let levels: Vec<usize> = std::env::var("TOLLGATE_BENCH_CONCURRENCY")
-            .ok()
-            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
-            .unwrap_or_else(|| CONCURRENCY.to_vec());
-        let expected_refused = plans.iter().filter(|p| p.forged).count();
-        if let Some(store) = greylist_store() {
-            let mut ok = true;
-            for concurrency in levels {
-                let milter = MilterProcess::start(dns.addr(), 10_000, &format!("g{concurrency}"));
-                // Warm the DNS cache with a run whose triplets are all new.
-                let f = run(&milter, &dns, &plans, concurrency, "grey-new").await;
-                print_row(&f);
-                ok &= f.errors == 0 && f.refused == transactions;
-                tokio::time::sleep(Duration::from_millis(1100)).await;
-                for label in ["grey-pass", "grey-known"] {
-                    let f = run(&milter, &dns, &plans, concurrency, label).await;
-                    print_row(&f);
-                    ok &= f.errors == 0 && f.refused == expected_refused;
-                }
-                if store == "embedded" {
-                    let db = milter._dir.0.join("greylist.db");
-                    let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-                    let wal = db.with_extension("db-wal");
-                    eprintln!(
-                        "embedded store after {transactions} triplets: {} KiB file + {} KiB WAL",
-                        size(db.clone()) / 1024,
-                        size(wal) / 1024
-                    );
-                }
-            }
-            return ok;
+        let mut ok = true;
+        if matches!(mode.as_str(), "all" | "throughput") {
+            ok &= throughput(
+                &dns,
+                env_number("TOLLGATE_BENCH_TRANSACTIONS", TRANSACTIONS),
+            )
+            .await;
         }
-        for concurrency in levels {
-            let milter = MilterProcess::start(dns.addr(), 10_000, &format!("c{concurrency}"));
-            let baseline = vm_mib(&milter.pid().to_string(), "VmRSS:");
-            eprintln!("milter pid {} at {}: RSS at start {baseline:.1} MiB", milter.pid(), milter.addr);
-            let mut counted = true;
-            for (i, label) in ["cold", "warm"].into_iter().enumerate() {
-                let f = run(&milter, &dns, &plans, concurrency, label).await;
-                print_row(&f);
-                all.push(f);
-                counted &= check_scrape(&milter, (i + 1) * transactions);
-            }
-            drop(milter);
-            let milter = MilterProcess::start(dns.addr(), 0, &format!("nocache{concurrency}"));
-            let f = run(&milter, &dns, &plans, concurrency, "no-cache").await;
-            print_row(&f);
-            counted &= check_scrape(&milter, transactions);
-            metrics_ok &= counted;
-            if concurrency == 1 {
-                eprintln!("DNS queries per message without a cache: {}", query_mix(&dns, transactions));
-            }
-            all.push(f);
+        if matches!(mode.as_str(), "all" | "latency") {
+            ok &= cold_latency(&dns, env_number("TOLLGATE_BENCH_COLD_TRANSACTIONS", 300)).await;
         }
-        metrics_ok
-            && all.iter().all(|f| {
-                f.errors == 0 && f.refused == expected_refused && f.messages == transactions
-            })
+        if mode == "many" {
+            ok &= many::run(&dns).await;
+        }
+        ok
     });
     if ok {
         ExitCode::SUCCESS

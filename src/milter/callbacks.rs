@@ -15,6 +15,7 @@
 //! With metrics on, the slot holds the [`Metrics`], and each registration
 //! wraps its handler in [`timed`]: every command is counted and timed.
 
+use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -47,13 +48,14 @@ const MACROS: [(MacroStage, &str); 6] = [
     (MacroStage::Eom, "i"),
 ];
 
-fn text(s: &CStr) -> String {
-    String::from_utf8_lossy(s.to_bytes()).into_owned()
+/// The text of an MTA-supplied string, borrowed when it is UTF-8.
+fn text(s: &CStr) -> Cow<'_, str> {
+    String::from_utf8_lossy(s.to_bytes())
 }
 
-fn macro_text(macros: &indymilter::Macros, name: &str) -> Option<String> {
-    let name = CString::new(name).ok()?;
-    macros.get(&name).map(text).filter(|v| !v.is_empty())
+/// A macro's value, if the MTA sent it and it is not empty.
+fn macro_text<'a>(macros: &'a indymilter::Macros, name: &CStr) -> Option<Cow<'a, str>> {
+    macros.get(name).map(text).filter(|v| !v.is_empty())
 }
 
 /// Sets the reply and gives the status that goes with it.
@@ -146,8 +148,8 @@ macro_rules! timed {
 }
 
 /// The queue id (`i`), from whichever macros the MTA sent with this command.
-fn queue_id(macros: &indymilter::Macros) -> Option<String> {
-    macro_text(macros, "i")
+fn queue_id(macros: &indymilter::Macros) -> Option<Cow<'_, str>> {
+    macro_text(macros, c"i")
 }
 
 fn put(data: &mut Option<Slot>, session: Box<Session>) {
@@ -214,11 +216,11 @@ async fn connect(state: Arc<State>, cx: &mut Context<Slot>, socket: SocketInfo) 
     let (ip, port) = match socket {
         SocketInfo::Inet(addr) => (Some(addr.ip()), Some(addr.port())),
         _ => (
-            macro_text(&cx.macros, "{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
-            macro_text(&cx.macros, "{client_port}").and_then(|p| p.parse::<u16>().ok()),
+            macro_text(&cx.macros, c"{client_addr}").and_then(|a| a.parse::<IpAddr>().ok()),
+            macro_text(&cx.macros, c"{client_port}").and_then(|p| p.parse::<u16>().ok()),
         ),
     };
-    let mta_host = macro_text(&cx.macros, "j");
+    let mta_host = macro_text(&cx.macros, c"j");
     let id = state.next_id.fetch_add(1, Ordering::Relaxed) + 1;
     let guard = state.session_opened();
     let session = Session::new(
@@ -243,7 +245,7 @@ async fn helo_cb(cx: &mut Context<Slot>, helo: CString) -> Status {
         return Status::Tempfail;
     };
     let span = session.span.clone();
-    let answer = session.helo(text(&helo)).instrument(span).await;
+    let answer = session.helo(&text(&helo)).instrument(span).await;
     put(&mut cx.data, session);
     refuse(&mut cx.reply, answer)
 }
@@ -254,7 +256,7 @@ async fn mail(cx: &mut Context<Slot>, args: Vec<CString>) -> Status {
         return Status::Tempfail;
     };
     let sender = args.first().map(|a| text(a)).unwrap_or_default();
-    let auth = macro_text(&cx.macros, "{auth_authen}");
+    let auth = macro_text(&cx.macros, c"{auth_authen}");
     let span = session.span.clone();
     let answer = session
         .mail(&sender, auth.as_deref())
@@ -270,7 +272,10 @@ async fn rcpt(cx: &mut Context<Slot>, args: Vec<CString>) -> Status {
     let Some(mut session) = take(&mut cx.data) else {
         return Status::Tempfail;
     };
-    let rcpt = args.first().map(|a| text(a)).unwrap_or_default();
+    let rcpt = args
+        .first()
+        .map(|a| text(a).into_owned())
+        .unwrap_or_default();
     session.queue_id(queue_id(&cx.macros));
     let span = session.span.clone();
     let answer = session.rcpt(rcpt).instrument(span).await;
@@ -284,7 +289,11 @@ async fn header(cx: &mut Context<Slot>, name: CString, value: CString) -> Status
         no_session(cx.data.as_ref());
         return Status::Tempfail;
     };
-    session.queue_id(queue_id(&cx.macros));
+    // The queue id comes with DATA at the latest (and is read again at
+    // the end of the message): only looked for here while unknown.
+    if !session.has_queue_id() {
+        session.queue_id(queue_id(&cx.macros));
+    }
     session.header(&text(&name), &text(&value));
     cx.data.as_ref().map_or(Status::Continue, |slot| {
         slot.go_on(ProtoOpts::NOREPLY_HEADER)

@@ -3,7 +3,7 @@
 //! so one field cannot start a forged line or drive a terminal, and each
 //! field bounded, so a 900 KB HELO does not make a 1.8 MB log line.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use tollgate_checks::{Evaluation, Verdict};
@@ -19,19 +19,85 @@ const MAX_RECIPIENTS: usize = 20;
 /// `text` with control characters escaped, cut to `max` characters
 /// (before escaping) with `...` marking the cut.
 pub(crate) fn escaped(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max) + 8);
-    let mut chars = text.chars();
-    for c in chars.by_ref().take(max) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+    Escaped(text, max).to_string()
+}
+
+/// [`escaped`] as a value that writes itself into the log line, with no
+/// copy of its own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Escaped<'a>(pub &'a str, pub usize);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Escaped(text, max) = *self;
+        let mut chars = text.chars();
+        for c in chars.by_ref().take(max) {
+            if c.is_control() {
+                for e in c.escape_default() {
+                    f.write_char(e)?;
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        if chars.next().is_some() {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+/// The client address, or `local`.
+pub(crate) struct Client(pub Option<IpAddr>);
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("local"),
         }
     }
-    if chars.next().is_some() {
-        out.push_str("...");
+}
+
+/// `stage=result` for every stage, space-separated.
+struct Stages<'a>(&'a Evaluation);
+
+impl fmt::Display for Stages<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.stages.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{}={}", r.stage, r.outcome)?;
+        }
+        Ok(())
     }
-    out
+}
+
+/// `rcpt(disposition)`, comma-separated, at most [`MAX_RECIPIENTS`].
+struct Recipients<'a>(&'a [(String, Disposition)]);
+
+impl fmt::Display for Recipients<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (rcpt, what)) in self.0.iter().take(MAX_RECIPIENTS).enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{}({})", Escaped(rcpt, MAX_FIELD), what.as_str())?;
+        }
+        if self.0.len() > MAX_RECIPIENTS {
+            write!(f, ",(+{} more)", self.0.len() - MAX_RECIPIENTS)?;
+        }
+        Ok(())
+    }
+}
+
+/// A value shown if present, else nothing.
+struct Maybe<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Maybe<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What the message line says.
@@ -55,46 +121,26 @@ pub(crate) struct MessageLine<'a> {
 /// deciding stage, the reply, the skip and the DNS queries.
 pub(crate) fn message(line: &MessageLine<'_>) {
     let verdict = line.verdict;
-    let mut stages = String::new();
-    for r in &line.eval.stages {
-        let sep = if stages.is_empty() { "" } else { " " };
-        let _ = write!(stages, "{sep}{}={}", r.stage, r.outcome);
-    }
-    let mut recipients = String::new();
-    for (rcpt, what) in line.recipients.iter().take(MAX_RECIPIENTS) {
-        let sep = if recipients.is_empty() { "" } else { "," };
-        let _ = write!(
-            recipients,
-            "{sep}{}({})",
-            escaped(rcpt, MAX_FIELD),
-            what.as_str()
-        );
-    }
-    if line.recipients.len() > MAX_RECIPIENTS {
-        let _ = write!(
-            recipients,
-            ",(+{} more)",
-            line.recipients.len() - MAX_RECIPIENTS
-        );
-    }
+    // The fields write themselves into the line: nothing is copied first.
+    // The action is the metrics' label, marked when a dry run did not
+    // carry it out.
     let action = crate::metrics::action_label(verdict, line.dry_run);
     let skipped = line
         .eval
         .skipped()
-        .map(|reason| escaped(&reason.to_string(), MAX_FIELD))
-        .unwrap_or_default();
+        .map(|reason| escaped(&reason.to_string(), MAX_FIELD));
     tracing::info!(
-        client = %line.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "local".to_owned()),
-        client_port = %line.port.map(|p| p.to_string()).unwrap_or_default(),
-        helo = %escaped(line.helo.unwrap_or(""), MAX_FIELD),
-        sender = %escaped(line.sender.unwrap_or(""), MAX_FIELD),
-        recipients = %recipients,
-        queue_id = %escaped(line.queue_id.unwrap_or(""), 64),
-        stages = %stages,
+        client = %Client(line.ip),
+        client_port = %Maybe(line.port),
+        helo = %Escaped(line.helo.unwrap_or(""), MAX_FIELD),
+        sender = %Escaped(line.sender.unwrap_or(""), MAX_FIELD),
+        recipients = %Recipients(line.recipients),
+        queue_id = %Escaped(line.queue_id.unwrap_or(""), 64),
+        stages = %Stages(line.eval),
         action = %action,
         decided_by = %verdict.stage.map(|s| s.as_str()).unwrap_or(""),
-        reply = %verdict.reply.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-        skipped = %skipped,
+        reply = %Maybe(verdict.reply.as_ref()),
+        skipped = %Maybe(skipped),
         dns_queries = line.dns_queries,
         dns_cancelled = line.dns_cancelled,
         outcome = %line.outcome,
@@ -121,5 +167,32 @@ mod tests {
         assert_eq!(e.len(), 259);
         assert!(e.ends_with("..."));
         assert_eq!(escaped("mx.example.com", 256), "mx.example.com");
+    }
+
+    #[test]
+    fn recipients_past_twenty_are_counted_not_listed() {
+        use super::{Disposition, Recipients};
+        let list: Vec<(String, Disposition)> = (0..22)
+            .map(|i| (format!("<u{i}@example.org>"), Disposition::Accepted))
+            .collect();
+        let shown = Recipients(&list).to_string();
+        assert!(shown.starts_with("<u0@example.org>(accepted),<u1@example.org>(accepted),"));
+        assert!(
+            shown.ends_with("<u19@example.org>(accepted),(+2 more)"),
+            "{shown}"
+        );
+        assert_eq!(Recipients(&list[..0]).to_string(), "");
+    }
+
+    #[test]
+    fn a_local_client_and_absent_values_are_written_as_such() {
+        use super::{Client, Maybe};
+        assert_eq!(Client(None).to_string(), "local");
+        assert_eq!(
+            Client(Some("2001:db8::1".parse().unwrap())).to_string(),
+            "2001:db8::1"
+        );
+        assert_eq!(Maybe(None::<&str>).to_string(), "");
+        assert_eq!(Maybe(Some("451 4.4.3 x")).to_string(), "451 4.4.3 x");
     }
 }

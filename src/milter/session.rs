@@ -124,9 +124,7 @@ impl Session {
         let span = tracing::info_span!(
             "conn",
             id,
-            client = ip
-                .map(|ip| ip.to_string())
-                .unwrap_or_else(|| "local".to_owned()),
+            client = %logline::Client(ip),
             helo = tracing::field::Empty,
         );
         let authserv_id = shared.config.authserv_id_for(mta_host);
@@ -158,17 +156,12 @@ impl Session {
     }
 
     /// HELO/EHLO.
-    pub async fn helo(&mut self, helo: String) -> Answer {
-        if self.eval.helo_name() != Some(helo.as_str()) {
+    pub async fn helo(&mut self, helo: &str) -> Answer {
+        if self.eval.helo_name() != Some(helo) {
             self.span
-                .record("helo", logline::escaped(&helo, logline::MAX_FIELD).as_str());
+                .record("helo", logline::escaped(helo, logline::MAX_FIELD).as_str());
         }
-        dns_step(
-            self.metrics.as_deref(),
-            Command::Helo,
-            self.eval.helo(&helo),
-        )
-        .await;
+        dns_step(self.metrics.as_deref(), Command::Helo, self.eval.helo(helo)).await;
         self.earliest()
     }
 
@@ -188,11 +181,18 @@ impl Session {
         self.earliest()
     }
 
-    /// The MTA's queue id, when it sends one.
-    pub fn queue_id(&mut self, id: Option<String>) {
-        if let Some(id) = id {
-            self.msg.queue_id = Some(id);
+    /// The MTA's queue id, when it sends one (copied only when it changed).
+    pub fn queue_id(&mut self, id: Option<std::borrow::Cow<'_, str>>) {
+        if let Some(id) = id
+            && self.msg.queue_id.as_deref() != Some(&*id)
+        {
+            self.msg.queue_id = Some(id.into_owned());
         }
+    }
+
+    /// Whether the current message's queue id is known.
+    pub fn has_queue_id(&self) -> bool {
+        self.msg.queue_id.is_some()
     }
 
     /// RCPT TO: the reply, unless the recipient is exempt or this is a

@@ -593,18 +593,24 @@ impl<L: Lookup> Checker<L> {
     fn spf_report(&self, stage: Stage, out: SpfOutput) -> StageReport {
         let outcome = Outcome::from(out.result);
         let action = self.settings.policy.action(stage, outcome);
-        let default_action = Policy::default().action(stage, outcome);
-        // Name the policy in the reply when it refuses what the defaults only tag.
-        let policy_named = action != default_action
-            || !matches!(
-                out.result,
-                SpfResult::Fail | SpfResult::PermError | SpfResult::TempError
-            );
-        let text = spf_text(&out, stage == Stage::SpfHelo, policy_named, action);
+        // The reply's text is only made when there is a reply to give.
+        let reply = (action != Action::Tag)
+            .then(|| {
+                let default_action = default_policy().action(stage, outcome);
+                // Name the policy in the reply when it refuses what the defaults only tag.
+                let policy_named = action != default_action
+                    || !matches!(
+                        out.result,
+                        SpfResult::Fail | SpfResult::PermError | SpfResult::TempError
+                    );
+                let text = spf_text(&out, stage == Stage::SpfHelo, policy_named, action);
+                Reply::for_action(action, spf_enhanced(out.result), &text)
+            })
+            .flatten();
         StageReport {
             stage,
             outcome,
-            reply: self.reply(action, spf_enhanced(out.result), &text),
+            reply,
             detail: spf_detail(&out),
             action,
             dns_queries: out.queries,
@@ -650,6 +656,12 @@ impl<L: Lookup + 'static> Checker<L> {
         evaluator.settle().await;
         evaluator.evaluation()
     }
+}
+
+/// The default policy, built once: SPF reports compare against it.
+fn default_policy() -> &'static Policy {
+    static DEFAULT: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(Policy::default);
+    &DEFAULT
 }
 
 /// A one-line account of an SPF evaluation.

@@ -5,6 +5,9 @@
 //! Every identity is labelled (`identity=`, `smtp.mailfrom` / `smtp.helo`)
 //! so that a HELO result is never read as the MAIL FROM one.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use tollgate_spf::{SpfOutput, SpfResult};
 
 use crate::{Outcome, SkipReason, Stage, StageReport};
@@ -40,27 +43,26 @@ pub fn received_spf(out: &SpfOutput, envelope_from: &str, receiver: &str) -> Str
     let bare_from = crate::strip_brackets(envelope_from);
     // RFC 5321 §4.5.3.1.3: a path has at most 256 octets; a longer one is
     // not shown rather than shown wrong.
+    // Writing to a String cannot fail.
     if !bare_from.is_empty() && bare_from.len() <= 256 {
-        value.push_str(&format!(" envelope-from={};", quoted(bare_from)));
+        let _ = write!(value, " envelope-from={};", quoted(bare_from));
     }
     if !out.helo.is_empty() {
-        value.push_str(&format!(
-            " helo={};",
-            atom_or_quoted(&bounded(&out.helo, 255))
-        ));
+        let _ = write!(value, " helo={};", atom_or_quoted(&bounded(&out.helo, 255)));
     }
-    value.push_str(&format!(
+    let _ = write!(
+        value,
         " receiver={}; identity={};",
         atom_or_quoted(&receiver),
         out.identity
-    ));
+    );
     if let Some(mechanism) = &out.mechanism {
-        value.push_str(&format!(" mechanism={};", quoted(&bounded(mechanism, 200))));
+        let _ = write!(value, " mechanism={};", quoted(&bounded(mechanism, 200)));
     }
     if let Some(problem) = &out.problem
         && matches!(out.result, SpfResult::PermError | SpfResult::TempError)
     {
-        value.push_str(&format!(" problem={};", quoted(&bounded(problem, 300))));
+        let _ = write!(value, " problem={};", quoted(&bounded(problem, 300)));
     }
     value
 }
@@ -88,7 +90,7 @@ pub fn authentication_results<'a>(
                 hit.code
             );
             if let Some(txt) = &hit.reason {
-                part.push_str(&format!(" policy.txt={}", quoted(&bounded(txt, 200))));
+                let _ = write!(part, " policy.txt={}", quoted(&bounded(txt, 200)));
             }
             part
         })
@@ -123,10 +125,15 @@ pub fn authentication_results<'a>(
                 };
                 let mut part = format!("iprev={result}");
                 if let Some(info) = &report.fcrdns {
-                    part.push_str(&format!(" policy.iprev={}", pvalue(&info.ip.to_string())));
+                    // An IPv4 address is a token; IPv6 (with `:`) is quoted.
+                    if info.ip.is_ipv4() {
+                        let _ = write!(part, " policy.iprev={}", info.ip);
+                    } else {
+                        let _ = write!(part, " policy.iprev={}", pvalue(&info.ip.to_string()));
+                    }
                 }
                 if let Some(name) = report.fcrdns.as_ref().and_then(|i| i.confirmed.as_ref()) {
-                    part.push_str(&format!(" ({})", comment_text(&bounded(name, 255))));
+                    let _ = write!(part, " ({})", comment_text(&bounded(name, 255)));
                 }
                 parts.push(part);
             }
@@ -155,13 +162,13 @@ pub fn authentication_results<'a>(
 /// `value` cut to at most `max` characters, with "..." marking the cut, so
 /// that no header line grows past RFC 5322's 998 characters whatever the
 /// client sent.
-fn bounded(value: &str, max: usize) -> String {
-    if value.chars().count() <= max {
-        return value.to_owned();
+fn bounded(value: &str, max: usize) -> Cow<'_, str> {
+    if value.len() <= max || value.chars().count() <= max {
+        return Cow::Borrowed(value);
     }
     let mut out: String = value.chars().take(max.saturating_sub(3)).collect();
     out.push_str("...");
-    out
+    Cow::Owned(out)
 }
 
 /// RFC 2045 `token` characters: printable ASCII except tspecials.
@@ -173,17 +180,17 @@ fn is_token(value: &str) -> bool {
 }
 
 /// An RFC 8601 pvalue: a token, `local@domain`, or a quoted string.
-fn pvalue(value: &str) -> String {
+fn pvalue(value: &str) -> Cow<'_, str> {
     if is_token(value) {
-        return value.to_owned();
+        return Cow::Borrowed(value);
     }
     if let Some((local, domain)) = value.rsplit_once('@')
         && is_token(domain)
         && (local.is_empty() || is_dot_atom(local))
     {
-        return value.to_owned();
+        return Cow::Borrowed(value);
     }
-    quoted(value)
+    Cow::Owned(quoted(value))
 }
 
 /// RFC 5322 dot-atom text.
@@ -197,11 +204,11 @@ fn is_dot_atom(value: &str) -> bool {
         })
 }
 
-fn atom_or_quoted(value: &str) -> String {
+fn atom_or_quoted(value: &str) -> Cow<'_, str> {
     if is_dot_atom(value) {
-        value.to_owned()
+        Cow::Borrowed(value)
     } else {
-        quoted(value)
+        Cow::Owned(quoted(value))
     }
 }
 
@@ -224,7 +231,13 @@ fn quoted(value: &str) -> String {
 }
 
 /// Text safe inside an RFC 5322 comment.
-fn comment_text(value: &str) -> String {
+fn comment_text(value: &str) -> Cow<'_, str> {
+    if value
+        .bytes()
+        .all(|b| matches!(b, b' '..=b'~') && !matches!(b, b'(' | b')' | b'\\'))
+    {
+        return Cow::Borrowed(value);
+    }
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -236,7 +249,7 @@ fn comment_text(value: &str) -> String {
             _ => out.push('?'),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The headers tollgate adds to a message, in the order they are to be
@@ -393,6 +406,44 @@ mod tests {
         assert_eq!(
             authentication_results("mx.example.org", &[], Some(&SkipReason::NoClientAddress)),
             "mx.example.org; none (local client without an IP address)"
+        );
+    }
+
+    #[test]
+    fn iprev_gives_ipv4_bare_and_ipv6_quoted_with_the_name_as_a_comment() {
+        let report = |ip: &str, name: &str| StageReport {
+            stage: Stage::Fcrdns,
+            outcome: Outcome::Pass,
+            detail: String::new(),
+            action: crate::Action::Tag,
+            reply: None,
+            spf: None,
+            fcrdns: Some(crate::FcrdnsInfo {
+                ip: ip.parse().unwrap(),
+                ptr_names: vec![name.to_owned()],
+                confirmed: Some(name.to_owned()),
+                generic: None,
+            }),
+            dns_queries: 0,
+            skip: None,
+            lists: Vec::new(),
+            notes: Vec::new(),
+        };
+        assert_eq!(
+            authentication_results(
+                "mx.example.org",
+                &[report("192.0.2.7", "mx.example.com")],
+                None
+            ),
+            "mx.example.org; iprev=pass policy.iprev=192.0.2.7 (mx.example.com)"
+        );
+        assert_eq!(
+            authentication_results(
+                "mx.example.org",
+                &[report("2001:db8::7", "odd(name).example.com")],
+                None
+            ),
+            "mx.example.org; iprev=pass policy.iprev=\"2001:db8::7\" (odd\\(name\\).example.com)"
         );
     }
 }

@@ -10,6 +10,7 @@
 //! lookups go straight to the resolver.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
@@ -60,15 +61,12 @@ impl<L> Memo<L> {
     fn slot(&self, kind: u8, name: &str) -> Option<Slot> {
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = answers.get(&(kind, name.clone())) {
-            return Some(Arc::clone(slot));
+        let full = answers.len() >= MAX_ANSWERS;
+        match answers.entry((kind, name)) {
+            Entry::Occupied(known) => Some(Arc::clone(known.get())),
+            Entry::Vacant(_) if full => None,
+            Entry::Vacant(new) => Some(Arc::clone(new.insert(Slot::default()))),
         }
-        if answers.len() >= MAX_ANSWERS {
-            return None;
-        }
-        let slot = Slot::default();
-        answers.insert((kind, name), Arc::clone(&slot));
-        Some(slot)
     }
 }
 

@@ -46,6 +46,9 @@ pub(crate) struct Overrides {
     /// Names whose answers are always truncated (TC, no records), over
     /// TCP too: a server whose answer does not fit, or a broken one.
     pub truncated: HashSet<String>,
+    /// Names whose answers are held back by exactly this long, whatever
+    /// the server's latency.
+    pub delays: HashMap<String, std::time::Duration>,
 }
 
 /// Answers one packet. `limit` is the largest response the transport

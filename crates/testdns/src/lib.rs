@@ -7,7 +7,9 @@
 //! record (so resolvers cache them), queries for `TIMEOUT` names never
 //! answered, SERVFAIL for CNAME loops. UDP answers over 512 bytes are
 //! truncated and must be asked again over TCP. Tests can swap the zone,
-//! force a response code for a name, and read a log of the queries received.
+//! force a response code for a name, hold answers back by a fixed or random
+//! latency ([`TestDns::set_latency`], e.g. 20 ms ± 10 ms) to see DNS round
+//! trips without leaving loopback, and read a log of the queries received.
 //!
 //! [`suite`] loads zone data and tests in the OpenSPF suite's YAML form.
 //!
@@ -21,7 +23,9 @@
 //! ```
 
 mod answer;
+mod latency;
 mod server;
 pub mod suite;
 
+pub use latency::{Latency, LatencyError};
 pub use server::{LoggedQuery, Rcode, TestDns, Transport};

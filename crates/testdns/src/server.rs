@@ -4,14 +4,17 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
 use tollgate_dns::memory::{RecordType, Zone};
 use tollgate_dns::normalize_name;
 
 use crate::answer::{Overrides, UDP_LIMIT, respond, zone_type};
+use crate::latency::Latency;
 
 /// How many times [`TestDns::start`] tries to get one port for both UDP and TCP.
 const BIND_ATTEMPTS: usize = 20;
@@ -76,17 +79,31 @@ impl LoggedQuery {
 struct Shared {
     zone: RwLock<Arc<Zone>>,
     overrides: RwLock<Overrides>,
+    latency: RwLock<Latency>,
     log: Mutex<Vec<LoggedQuery>>,
 }
 
+/// An answer and how long to hold it back.
+struct Reply {
+    bytes: Vec<u8>,
+    delay: Duration,
+}
+
 impl Shared {
-    fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    fn handle(&self, packet: &[u8], transport: Transport) -> Option<Reply> {
         let zone = Arc::clone(&read(&self.zone));
         let limit = match transport {
             Transport::Udp => UDP_LIMIT,
             Transport::Tcp => usize::from(u16::MAX),
         };
-        let outcome = respond(packet, &zone, &read(&self.overrides), limit);
+        let overrides = read(&self.overrides);
+        let outcome = respond(packet, &zone, &overrides, limit);
+        let delay = outcome
+            .question
+            .as_ref()
+            .and_then(|(name, _)| overrides.delays.get(name).copied())
+            .unwrap_or_else(|| read(&self.latency).draw());
+        drop(overrides);
         if let Some((name, qtype)) = outcome.question {
             tracing::trace!(%name, qtype, ?transport, answered = outcome.reply.is_some(), "query");
             lock(&self.log).push(LoggedQuery {
@@ -95,7 +112,7 @@ impl Shared {
                 transport,
             });
         }
-        outcome.reply
+        outcome.reply.map(|bytes| Reply { bytes, delay })
     }
 }
 
@@ -198,6 +215,26 @@ impl TestDns {
         }
     }
 
+    /// Holds back every answer by `latency` (each drawing its own delay
+    /// when it has jitter), from the next query on. Each answer waits in
+    /// its own task: concurrent queries, over UDP or pipelined on one TCP
+    /// connection, each wait their own delay. [`Latency::NONE`] undoes it.
+    pub fn set_latency(&self, latency: Latency) {
+        *write(&self.shared.latency) = latency;
+    }
+
+    /// Holds back every answer for `name` (any type) by exactly `delay`,
+    /// instead of the server's latency; `None` undoes it. A delay longer
+    /// than the client's patience makes a slow, not a silent, server.
+    pub fn set_delay(&self, name: &str, delay: Option<Duration>) {
+        let name = normalize_name(name);
+        let mut overrides = write(&self.shared.overrides);
+        match delay {
+            Some(delay) => overrides.delays.insert(name, delay),
+            None => overrides.delays.remove(&name),
+        };
+    }
+
     /// Every query received since the start or the last
     /// [`reset_counts`](Self::reset_counts), in arrival order, including
     /// those deliberately left unanswered.
@@ -248,8 +285,13 @@ async fn bind_pair() -> io::Result<(UdpSocket, TcpListener)> {
 }
 
 async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
+    let socket = Arc::new(socket);
+    // Answers being held back; dropping the set (when this task is
+    // aborted) drops them.
+    let mut delayed = JoinSet::new();
     let mut buf = vec![0u8; 65_535];
     loop {
+        while delayed.try_join_next().is_some() {}
         let (len, peer) = match socket.recv_from(&mut buf).await {
             Ok(received) => received,
             // ICMP errors from earlier sends surface here on some systems.
@@ -258,11 +300,24 @@ async fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
                 continue;
             }
         };
-        if let Some(reply) = shared.handle(&buf[..len], Transport::Udp)
-            && let Err(e) = socket.send_to(&reply, peer).await
-        {
-            tracing::trace!(error = %e, %peer, "udp send failed");
+        let Some(reply) = shared.handle(&buf[..len], Transport::Udp) else {
+            continue;
+        };
+        if reply.delay.is_zero() {
+            send_udp(&socket, &reply.bytes, peer).await;
+        } else {
+            let socket = Arc::clone(&socket);
+            delayed.spawn(async move {
+                tokio::time::sleep(reply.delay).await;
+                send_udp(&socket, &reply.bytes, peer).await;
+            });
         }
+    }
+}
+
+async fn send_udp(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+    if let Err(e) = socket.send_to(reply, peer).await {
+        tracing::trace!(error = %e, %peer, "udp send failed");
     }
 }
 
@@ -283,33 +338,54 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Answers length-framed queries on one connection, in order, until the
-/// client closes it or sends something that cannot be a message.
-async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
+/// Answers length-framed queries on one connection until the client
+/// closes it or sends something that cannot be a message. Undelayed
+/// answers go out in order; delayed ones each wait in their own task, so
+/// pipelined queries are not held back by one another.
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let writer = Arc::new(tokio::sync::Mutex::new(writer));
+    let mut delayed = JoinSet::new();
     let mut buf = Vec::new();
     loop {
-        let Ok(len) = stream.read_u16().await else {
-            return;
+        while delayed.try_join_next().is_some() {}
+        let Ok(len) = reader.read_u16().await else {
+            break;
         };
         if len == 0 {
-            return;
+            break;
         }
         buf.resize(usize::from(len), 0);
-        if stream.read_exact(&mut buf).await.is_err() {
-            return;
+        if reader.read_exact(&mut buf).await.is_err() {
+            break;
         }
         let Some(reply) = shared.handle(&buf, Transport::Tcp) else {
             continue;
         };
-        let Ok(reply_len) = u16::try_from(reply.len()) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(reply.len() + 2);
-        framed.extend_from_slice(&reply_len.to_be_bytes());
-        framed.extend_from_slice(&reply);
-        if stream.write_all(&framed).await.is_err() {
-            return;
+        if reply.delay.is_zero() {
+            if !send_tcp(&writer, &reply.bytes).await {
+                break;
+            }
+        } else {
+            let writer = Arc::clone(&writer);
+            delayed.spawn(async move {
+                tokio::time::sleep(reply.delay).await;
+                send_tcp(&writer, &reply.bytes).await;
+            });
         }
     }
+    // What is still held back goes out before the connection closes.
+    while delayed.join_next().await.is_some() {}
+}
+
+/// Writes one framed answer; false when the connection is gone.
+async fn send_tcp(writer: &tokio::sync::Mutex<OwnedWriteHalf>, reply: &[u8]) -> bool {
+    let Ok(reply_len) = u16::try_from(reply.len()) else {
+        return true;
+    };
+    let mut framed = Vec::with_capacity(reply.len() + 2);
+    framed.extend_from_slice(&reply_len.to_be_bytes());
+    framed.extend_from_slice(reply);
+    writer.lock().await.write_all(&framed).await.is_ok()
 }

@@ -452,3 +452,115 @@ async fn txt_record_without_strings_is_sent_with_rdlength_zero() {
         .unwrap();
     assert_eq!(hand_answers(&buf[..len], 0x5151), vec![(16, vec![0])]);
 }
+
+#[tokio::test]
+async fn latency_holds_every_answer_back_at_least_the_fixed_delay() {
+    let server = TestDns::start(example_zone()).await.unwrap();
+    server.set_latency(tollgate_testdns::Latency::fixed(Duration::from_millis(60)));
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let started = std::time::Instant::now();
+        let reply = match transport {
+            Transport::Udp => udp(&server, "example.com.", RecordType::TXT).await,
+            Transport::Tcp => tcp(&server, "example.com.", RecordType::TXT).await,
+        };
+        let waited = started.elapsed();
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert!(
+            waited >= Duration::from_millis(60),
+            "{transport:?} answer after {waited:?}"
+        );
+    }
+    server.set_latency(tollgate_testdns::Latency::NONE);
+    assert_eq!(
+        txt_strings(&udp(&server, "example.com.", RecordType::TXT).await).len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn jittered_latency_holds_answers_back_at_least_base_minus_jitter() {
+    let server = TestDns::start(example_zone()).await.unwrap();
+    server.set_latency("40ms+-20ms".parse::<tollgate_testdns::Latency>().unwrap());
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        udp(&server, "example.com.", RecordType::TXT).await;
+        assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+}
+
+/// One answer held back for an hour must not hold back another query,
+/// sent after it over the same UDP socket: each answer waits on its own.
+#[tokio::test]
+async fn a_delayed_udp_answer_does_not_hold_back_the_next_query() {
+    let server = TestDns::start(example_zone()).await.unwrap();
+    server.set_latency(tollgate_testdns::Latency::fixed(Duration::from_millis(10)));
+    server.set_delay("example.com", Some(Duration::from_secs(3600)));
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(&query_bytes("example.com.", RecordType::TXT), server.addr())
+        .await
+        .unwrap();
+    socket
+        .send_to(
+            &query_bytes("mail.example.com.", RecordType::A),
+            server.addr(),
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let (len, _) = timeout(PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .expect("the second answer is not held behind the first")
+        .unwrap();
+    let reply = Message::from_vec(&buf[..len]).unwrap();
+    assert_eq!(reply.queries[0].name.to_ascii(), "mail.example.com.");
+    assert_eq!(server.query_count(), 2);
+}
+
+/// The same over one TCP connection with pipelined queries.
+#[tokio::test]
+async fn a_delayed_tcp_answer_does_not_hold_back_a_pipelined_query() {
+    let server = TestDns::start(example_zone()).await.unwrap();
+    server.set_latency(tollgate_testdns::Latency::fixed(Duration::from_millis(10)));
+    server.set_delay("example.com", Some(Duration::from_secs(3600)));
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let mut framed = Vec::new();
+    for (name, rtype) in [
+        ("example.com.", RecordType::TXT),
+        ("mail.example.com.", RecordType::A),
+    ] {
+        let packet = query_bytes(name, rtype);
+        framed.extend((packet.len() as u16).to_be_bytes());
+        framed.extend(packet);
+    }
+    stream.write_all(&framed).await.unwrap();
+    let len = timeout(PATIENCE, stream.read_u16())
+        .await
+        .expect("the second answer is not held behind the first")
+        .unwrap();
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await.unwrap();
+    let reply = Message::from_vec(&buf).unwrap();
+    assert_eq!(reply.queries[0].name.to_ascii(), "mail.example.com.");
+}
+
+#[tokio::test]
+async fn many_concurrent_delayed_queries_are_all_answered() {
+    let server = TestDns::start(example_zone()).await.unwrap();
+    server.set_latency("20ms+-10ms".parse().unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let addr = server.addr();
+        tasks.spawn(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            socket
+                .send_to(&query_bytes("mail.example.com.", RecordType::A), addr)
+                .await
+                .unwrap();
+            let mut buf = vec![0u8; 512];
+            timeout(PATIENCE, socket.recv_from(&mut buf)).await.is_ok()
+        });
+    }
+    let answered = tasks.join_all().await.into_iter().filter(|a| *a).count();
+    assert_eq!(answered, 50);
+}

@@ -2,8 +2,11 @@
 //! check` and the milter by hand and for end-to-end tests with real MTAs.
 //!
 //! ```text
-//! testdns --zone zone.yaml [--listen 127.0.0.1:5353]
+//! testdns --zone zone.yaml [--listen 127.0.0.1:5353] [--latency 20ms+-10ms]
 //! ```
+//!
+//! `--latency` holds back every answer by a fixed time or one drawn from
+//! `base ± jitter`, like a resolver on the internet.
 //!
 //! The zone file is a mapping in the OpenSPF suite's `zonedata` form. The
 //! server prints its address and runs until killed.
@@ -11,19 +14,24 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use tollgate_testdns::{TestDns, suite};
+use tollgate_testdns::{Latency, TestDns, suite};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut zone_path = None;
     let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let mut latency = Latency::NONE;
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--zone", Some(path)) => zone_path = Some(path),
             ("--listen", Some(addr)) => match addr.parse() {
                 Ok(a) => listen = a,
                 Err(_) => return usage(&format!("--listen: {addr:?} is not IP:PORT")),
+            },
+            ("--latency", Some(text)) => match text.parse() {
+                Ok(l) => latency = l,
+                Err(e) => return usage(&format!("--latency: {e}")),
             },
             _ => return usage(&format!("unexpected argument {arg:?}")),
         }
@@ -48,12 +56,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    server.set_latency(latency);
     println!("{}", server.addr());
     let _ = tokio::signal::ctrl_c().await;
     ExitCode::SUCCESS
 }
 
 fn usage(problem: &str) -> ExitCode {
-    eprintln!("testdns: {problem}\nusage: testdns --zone ZONE.yaml [--listen 127.0.0.1:PORT]");
+    eprintln!(
+        "testdns: {problem}\nusage: testdns --zone ZONE.yaml [--listen 127.0.0.1:PORT] [--latency 20ms[+-10ms]]"
+    );
     ExitCode::from(2)
 }
