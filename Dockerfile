@@ -15,7 +15,8 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin tollgate \
  && strip target/release/tollgate \
- && mkdir -p /rootfs/usr/local/bin /rootfs/etc/tollgate \
+ && mkdir -p /rootfs/usr/local/bin /rootfs/etc/tollgate /rootfs/var/lib/tollgate \
+ && chown 10001:10001 /rootfs/var/lib/tollgate \
  && cp target/release/tollgate /rootfs/usr/local/bin/tollgate \
  && ldd target/release/tollgate \
   | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' \
@@ -27,6 +28,9 @@ FROM scratch
 COPY --from=build /rootfs/ /
 COPY deploy/docker/milter.yaml /etc/tollgate/milter.yaml
 ENV PATH=/usr/local/bin
+# The embedded greylisting store (greylist.path), when a policy greylists:
+# mount a volume here so that triplets outlive the container.
+VOLUME /var/lib/tollgate
 USER 10001:10001
 EXPOSE 8894
 # Prometheus metrics (metrics.listen in the shipped milter.yaml).
