@@ -50,6 +50,7 @@ fn dockerfile_builds_in_two_stages_and_runs_unprivileged_with_a_healthcheck() {
         "RUN",
         "ENV",
         "USER",
+        "VOLUME",
         "EXPOSE",
         "HEALTHCHECK",
         "STOPSIGNAL",
@@ -84,6 +85,19 @@ fn dockerfile_builds_in_two_stages_and_runs_unprivileged_with_a_healthcheck() {
                 && a == "deploy/docker/milter.yaml /etc/tollgate/milter.yaml")
     );
     assert!(runtime.iter().any(|(op, a)| op == "EXPOSE" && a == "8894"));
+    // The embedded greylisting store's default directory is a volume, so
+    // triplets can outlive the container.
+    let tollgate::config::StoreKind::Embedded(db) =
+        tollgate::config::Config::defaults().greylist.store
+    else {
+        panic!("the default greylisting store is the embedded one");
+    };
+    assert_eq!(db.parent(), Some(Path::new("/var/lib/tollgate")));
+    assert!(
+        runtime
+            .iter()
+            .any(|(op, a)| op == "VOLUME" && a == "/var/lib/tollgate")
+    );
     let health = runtime
         .iter()
         .find(|(op, _)| op == "HEALTHCHECK")
