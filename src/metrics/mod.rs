@@ -19,7 +19,7 @@ pub(crate) mod http;
 mod process;
 pub(crate) mod wait;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
@@ -28,12 +28,45 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use tollgate_checks::{Action, Evaluation, SkipReason, Verdict};
+use tollgate_checks::{Action, Evaluation, Outcome, SkipReason, Stage, Verdict};
 
 pub use dns::DnsMetrics;
 
 /// A label set of `N` fixed names and values from bounded sets.
 type Labels<const N: usize> = [(&'static str, &'static str); N];
+
+/// The counters of a two-label family, one cell per pair of label values
+/// (by index), each made on first use: counting is an index and an atomic
+/// add, not a lock and a hash of the labels, as `Family::get_or_create`
+/// does on every call.
+#[derive(Debug)]
+pub(crate) struct Grid<const R: usize, const C: usize> {
+    family: Family<Labels<2>, Counter>,
+    cells: [[OnceLock<Counter>; C]; R],
+}
+
+impl<const R: usize, const C: usize> Grid<R, C> {
+    pub(crate) fn new(family: Family<Labels<2>, Counter>) -> Self {
+        Grid {
+            family,
+            cells: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+        }
+    }
+
+    /// Adds one to the counter of cell (`row`, `column`), whose labels
+    /// are `labels` (asked for only the first time).
+    pub(crate) fn inc(&self, row: usize, column: usize, labels: impl FnOnce() -> Labels<2>) {
+        match self.cells.get(row).and_then(|r| r.get(column)) {
+            Some(cell) => {
+                cell.get_or_init(|| self.family.get_or_create_owned(&labels()))
+                    .inc();
+            }
+            None => {
+                self.family.get_or_create(&labels()).inc();
+            }
+        }
+    }
+}
 
 /// Bucket bounds, in seconds, of the milter's time histograms: from a
 /// tenth of a millisecond (a command answered from memory) to ten seconds
@@ -127,7 +160,8 @@ pub struct Metrics {
     registry: Registry,
     dns: Arc<DnsMetrics>,
     messages: Family<Labels<2>, Counter>,
-    stage_results: Family<Labels<2>, Counter>,
+    /// By stage and result (`Stage as usize`, `Outcome as usize`).
+    stage_results: Grid<{ Stage::ALL.len() }, { Outcome::ALL.len() }>,
     skips: Family<Labels<1>, Counter>,
     connections_open: Gauge,
     connections_max: Gauge,
@@ -174,7 +208,7 @@ impl Metrics {
             "Messages (one per log line) by action (accept, reject, tempfail, dry-run:reject, dry-run:tempfail) and deciding stage (decided_by; none when no stage refused, skip when skipped)",
             messages.clone(),
         );
-        let stage_results = Family::default();
+        let stage_results = Family::<Labels<2>, Counter>::default();
         registry.register(
             "tollgate_stage_results",
             "Stage results of each message by stage and result",
@@ -280,7 +314,7 @@ impl Metrics {
             registry,
             dns,
             messages,
-            stage_results,
+            stage_results: Grid::new(stage_results),
             skips,
             connections_open,
             connections_max,
@@ -326,12 +360,11 @@ impl Metrics {
             ])
             .inc();
         for report in &eval.stages {
+            let (stage, outcome) = (report.stage, report.outcome);
             self.stage_results
-                .get_or_create(&[
-                    ("stage", report.stage.as_str()),
-                    ("result", report.outcome.as_str()),
-                ])
-                .inc();
+                .inc(stage as usize, outcome as usize, || {
+                    [("stage", stage.as_str()), ("result", outcome.as_str())]
+                });
         }
         for reason in eval.skips() {
             self.skips
