@@ -36,6 +36,38 @@
 //! The default (`all`) runs both; `many` runs the many-connections bench
 //! ([`many`]) only.
 //!
+//! Metrics (`TOLLGATE_BENCH_METRICS=1`, every mode): the milter also
+//! serves Prometheus metrics (`metrics.listen` on a free loopback port),
+//! and after each run the bench scrapes `/metrics` as Prometheus would
+//! (one plain HTTP/1.1 GET) and checks that `tollgate_messages_total`,
+//! summed over its label sets, equals the messages that milter process
+//! has served so far; any other count fails the bench. (The scrape is
+//! repeated for up to 5 s while the count is short: the log line of a
+//! message aborted at RCPT may still be on its way when the MTA side is
+//! done.)
+//!
+//! Greylisting (`TOLLGATE_BENCH_GREYLIST=embedded`, or a Redis URL such
+//! as `redis://127.0.0.1:6390/0`; throughput mode): every message is
+//! greylisted (`policy: fcrdns: {pass: greylist}`, `delay: 1s`,
+//! `auto_allow: 0`), and per concurrency one fresh milter serves three
+//! runs instead of the usual four: `grey-new` (every triplet new:
+//! answered `451 4.7.1 Greylisted`, except the messages refused anyway,
+//! which keep their refusal; it also warms the DNS cache), after the delay
+//! `grey-pass` (each triplet's first pass: `X-Greylist` is added at the
+//! end of message) and `grey-known` (every triplet known: the steady
+//! state, no `X-Greylist`). The embedded store's file sizes are printed.
+//!
+//! Extra configuration (`TOLLGATE_BENCH_CONFIG_EXTRA`, every mode): YAML
+//! text appended to the milter's configuration, for experiments such as
+//! `policy: {sender-domain: off, rdns-name: off}` or `dnsbl: {lists: []}`.
+//! A top-level key it sets replaces the bench's own section of that name
+//! whole (`dnsbl`, `dns`, `log`, `metrics`, and with greylisting `policy`
+//! and `greylist`), since YAML allows no key twice. The expected answers
+//! follow the block list: the listed clients are expected to be refused
+//! only while the `dnsbl` section names `bl.example`. Any other change of
+//! outcome (turning spf-mailfrom off, say) shows as wrongly answered
+//! transactions, and the bench fails after printing its figures.
+//!
 //! The load generator is a minimal hand-rolled MTA side of the protocol
 //! ([`MtaConn`]) rather than `indymilter-test`: like Postfix's milter8
 //! ("we're sending macros and event parameters in one VSTREAM
@@ -176,7 +208,7 @@ fn plans(count: usize) -> Vec<Plan> {
             let forged = t % 10 == 9;
             // A listed client is refused at HELO's verdict (dnsbl), before
             // its sender is looked at.
-            let refusal = if listed(i) {
+            let refusal = if listed(i) && block_list_on() {
                 Some("550 5.7.1 ")
             } else if forged {
                 Some("550 5.7.23 ")
@@ -199,6 +231,75 @@ fn plans(count: usize) -> Vec<Plan> {
         .collect()
 }
 
+/// `TOLLGATE_BENCH_CONFIG_EXTRA`: YAML appended to the milter's
+/// configuration (empty when unset).
+fn config_extra() -> String {
+    let mut extra = std::env::var("TOLLGATE_BENCH_CONFIG_EXTRA").unwrap_or_default();
+    if !extra.is_empty() && !extra.ends_with('\n') {
+        extra.push('\n');
+    }
+    extra
+}
+
+/// The top-level keys of YAML text and the lines of each (a key's line
+/// and the indented or list lines under it).
+fn top_level_sections(yaml: &str) -> Vec<(&str, String)> {
+    let mut sections: Vec<(&str, String)> = Vec::new();
+    for line in yaml.lines() {
+        let starts_key = !line.starts_with([' ', '\t', '#', '-']) && !line.trim().is_empty();
+        match line.split_once(':') {
+            Some((key, _)) if starts_key => sections.push((key.trim(), format!("{line}\n"))),
+            _ => {
+                if let Some((_, text)) = sections.last_mut() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    sections
+}
+
+/// The milter's configuration: the bench's own sections (key, text),
+/// then `TOLLGATE_BENCH_CONFIG_EXTRA`, whose top-level keys replace the
+/// bench's sections of the same name.
+fn config_text(sections: &[(&str, String)]) -> String {
+    let extra = config_extra();
+    let replaced: Vec<&str> = top_level_sections(&extra)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let mut text: String = sections
+        .iter()
+        .filter(|(key, _)| !replaced.contains(key))
+        .map(|(_, body)| body.as_str())
+        .collect();
+    text.push_str(&extra);
+    text
+}
+
+/// Whether the milter asks the bench's block list: unless the extra
+/// configuration replaces `dnsbl` with a section that does not name it.
+fn block_list_on() -> bool {
+    let extra = config_extra();
+    top_level_sections(&extra)
+        .into_iter()
+        .find(|(key, _)| *key == "dnsbl")
+        .is_none_or(|(_, text)| text.contains(DNSBL_ZONE))
+}
+
+/// Whether `TOLLGATE_BENCH_METRICS` turns the metrics on.
+fn metrics_on() -> bool {
+    std::env::var("TOLLGATE_BENCH_METRICS").is_ok_and(|v| v == "1")
+}
+
+/// `TOLLGATE_BENCH_GREYLIST`: `embedded`, a Redis URL, or unset.
+fn greylist_store() -> Option<String> {
+    std::env::var("TOLLGATE_BENCH_GREYLIST")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 /// How the milter under test is configured.
 #[derive(Clone, Copy, Debug)]
 struct Setup {
@@ -211,6 +312,9 @@ struct Setup {
     /// Read the log lines (for the DNS queries and cancelled lookups per
     /// message) instead of sending them to /dev/null.
     read_log: bool,
+    /// Greylist every message in the store `TOLLGATE_BENCH_GREYLIST`
+    /// names (when it names one).
+    greylist: bool,
 }
 
 impl Setup {
@@ -219,6 +323,7 @@ impl Setup {
         parallel: true,
         max_connections: 256,
         read_log: false,
+        greylist: false,
     };
 }
 
@@ -261,7 +366,11 @@ struct MilterProcess {
     addr: SocketAddr,
     log: Arc<LogCounts>,
     reads_log: bool,
-    _dir: TempDir,
+    /// Where it serves metrics (`TOLLGATE_BENCH_METRICS=1`).
+    metrics: Option<SocketAddr>,
+    /// Messages it has served (whole runs), for the metrics check.
+    served: AtomicUsize,
+    dir: TempDir,
 }
 
 struct TempDir(PathBuf);
@@ -287,19 +396,56 @@ impl MilterProcess {
             parallel,
             max_connections,
             read_log,
+            greylist,
         } = setup;
-        std::fs::write(
-            &config,
-            format!(
-                "listen: inet:127.0.0.1:0\n\
-                 hostname: mx.bench.example\n\
-                 max_connections: {max_connections}\n\
-                 dns:\n  nameservers: [\"{dns}\"]\n  timeout: 2s\n  attempts: 2\n  cache_size: {cache_size}\n  parallel: {parallel}\n\
-                 dnsbl:\n  lists:\n    - zone: {DNSBL_ZONE}\n\
-                 log:\n  level: {log_level}\n"
+        let mut sections = vec![
+            ("listen", "listen: inet:127.0.0.1:0\n".to_owned()),
+            ("hostname", "hostname: mx.bench.example\n".to_owned()),
+            (
+                "max_connections",
+                format!("max_connections: {max_connections}\n"),
             ),
-        )
-        .expect("write the configuration");
+            (
+                "dns",
+                format!(
+                    "dns:\n  nameservers: [\"{dns}\"]\n  timeout: 2s\n  attempts: 2\n  cache_size: {cache_size}\n  parallel: {parallel}\n"
+                ),
+            ),
+            (
+                "dnsbl",
+                format!("dnsbl:\n  lists:\n    - zone: {DNSBL_ZONE}\n"),
+            ),
+            ("log", format!("log:\n  level: {log_level}\n")),
+        ];
+        let metrics = metrics_on().then(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port for metrics")
+        });
+        if let Some(addr) = metrics {
+            sections.push(("metrics", format!("metrics:\n  listen: {addr}\n")));
+        }
+        if let Some(store) = greylist_store().filter(|_| greylist) {
+            let store = if store == "embedded" {
+                format!(
+                    "store: embedded\n  path: {}",
+                    dir.join("greylist.db").display()
+                )
+            } else {
+                format!("store: redis\n  redis: {store}")
+            };
+            sections.push(("policy", "policy:\n  fcrdns: {pass: greylist}\n".to_owned()));
+            sections.push((
+                "greylist",
+                format!("greylist:\n  {store}\n  delay: 1s\n  retry_window: 1h\n  auto_allow: 0\n"),
+            ));
+        }
+        let text = config_text(&sections);
+        std::fs::write(&config, &text).expect("write the configuration");
+        static SHOWN: std::sync::Once = std::sync::Once::new();
+        if !config_extra().is_empty() {
+            SHOWN.call_once(|| eprintln!("milter configuration:\n{text}"));
+        }
         // For profiling: `TOLLGATE_BENCH_WRAPPER="valgrind --tool=callgrind"`
         // runs the milter under that command.
         let wrapper = std::env::var("TOLLGATE_BENCH_WRAPPER").unwrap_or_default();
@@ -352,12 +498,57 @@ impl MilterProcess {
             addr,
             log,
             reads_log: read_log,
-            _dir: TempDir(dir),
+            metrics,
+            served: AtomicUsize::new(0),
+            dir: TempDir(dir),
         }
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The messages counted in `tollgate_messages_total` (summed over its
+    /// label sets), from one scrape; `None` with metrics off.
+    fn scraped_messages(&self) -> Option<f64> {
+        use std::io::{Read, Write};
+        let addr = self.metrics?;
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .expect("send the scrape");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read the scrape");
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        Some(
+            text.lines()
+                .filter(|l| {
+                    l.strip_prefix("tollgate_messages_total")
+                        .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+}
+
+/// After a run that served `messages` more: with metrics on, a scrape,
+/// which must have counted every message this milter served so far
+/// (scraped again for up to 5 s while it has counted fewer: the last log
+/// lines may still be on their way). True with metrics off.
+async fn check_scrape(milter: &MilterProcess, messages: usize) -> bool {
+    let served = milter.served.fetch_add(messages, Ordering::SeqCst) + messages;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let Some(counted) = milter.scraped_messages() else {
+            return true;
+        };
+        if counted < served as f64 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        eprintln!("metrics: {counted} messages counted of {served} served");
+        return counted == served as f64;
     }
 }
 
@@ -429,6 +620,22 @@ fn vm_mib(pid: &str, key: &str) -> f64 {
 enum End {
     Delivered,
     Refused,
+    /// `451 4.7.1 Greylisted` at RCPT (in a [`Grey::New`] run).
+    Greylisted,
+}
+
+/// What greylisting does to the messages of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Grey {
+    /// No greylisting, or every triplet passed before: no 451, no
+    /// `X-Greylist`.
+    Off,
+    /// Every triplet new: each message not refused for another reason is
+    /// answered `451 4.7.1 Greylisted` at RCPT.
+    New,
+    /// Each triplet's first pass: every delivered message gets
+    /// `X-Greylist`.
+    FirstPass,
 }
 
 /// Milter protocol constants (libmilter's mfdef.h), protocol version 6.
@@ -600,14 +807,19 @@ struct Timing {
 }
 
 /// One whole transaction on its own milter connection.
-async fn transaction(addr: SocketAddr, plan: &Plan, t: usize) -> Result<(End, Timing), String> {
+async fn transaction(
+    addr: SocketAddr,
+    plan: &Plan,
+    t: usize,
+    grey: Grey,
+) -> Result<(End, Timing), String> {
     let begun = Instant::now();
     let mut c = MtaConn::open(addr)
         .await
         .map_err(|e| format!("open: {e}"))?;
     let connected = Instant::now();
     c.hello(plan).await?;
-    let (end, rcpt_answered) = c.message(plan, t).await?;
+    let (end, rcpt_answered) = c.message(plan, t, grey).await?;
     c.packet(b'Q', &[]);
     c.flush().await.map_err(|e| format!("quit: {e}"))?;
     Ok((
@@ -646,7 +858,12 @@ impl MtaConn {
 
     /// One message: MAIL, RCPT and, unless refused, the headers and the
     /// end of message. Gives how it ended and when RCPT was answered.
-    async fn message(&mut self, plan: &Plan, t: usize) -> Result<(End, Instant), String> {
+    async fn message(
+        &mut self,
+        plan: &Plan,
+        t: usize,
+        grey: Grey,
+    ) -> Result<(End, Instant), String> {
         let mut changes = Vec::new();
         let ip = plan.ip.to_string();
         let queue_id = format!("4Q{t:08X}");
@@ -667,11 +884,17 @@ impl MtaConn {
             .map_err(|e| format!("rcpt: {e}"))?;
         let answered = Instant::now();
         match (rcpt, plan.refusal) {
-            (Answer::Continue, None) => {}
+            (Answer::Continue, None) if grey != Grey::New => {}
             (Answer::Refused(text), Some(start)) if text.starts_with(start) => {
                 // Postfix aborts the message; nothing is awaited.
                 self.packet(b'A', &[]);
                 return Ok((End::Refused, answered));
+            }
+            (Answer::Refused(text), None)
+                if grey == Grey::New && text.starts_with("451 4.7.1 Greylisted") =>
+            {
+                self.packet(b'A', &[]);
+                return Ok((End::Greylisted, answered));
             }
             (other, expected) => {
                 return Err(format!("rcpt: {other:?} (expected refusal: {expected:?})"));
@@ -706,13 +929,24 @@ impl MtaConn {
         self.macros(b'E', &[("i", &queue_id)]);
         self.packet(b'E', &[]);
         want("eom", self.send(false, &mut changes).await)?;
+        // Received-SPF and Authentication-Results on top; on a first pass
+        // through greylisting also X-Greylist (inserted first, so it ends
+        // below the other two).
+        let expected = if grey == Grey::FirstPass { 3 } else { 2 };
         let on_top = changes
             .iter()
             .filter(|(cmd, data)| *cmd == b'i' && data.starts_with(&[0, 0, 0, 0]))
             .count();
-        if on_top != 2 || changes.len() != 2 {
+        let greylist_header = changes
+            .first()
+            .is_some_and(|(cmd, data)| *cmd == b'i' && data.get(4..15) == Some(b"X-Greylist\0"));
+        if on_top != expected
+            || changes.len() != expected
+            || greylist_header != (grey == Grey::FirstPass)
+        {
             return Err(format!(
-                "eom: expected two headers inserted at 0, got {changes:?}"
+                "eom: expected {expected} headers inserted at 0 (X-Greylist: {}), got {changes:?}",
+                grey == Grey::FirstPass
             ));
         }
         Ok((End::Delivered, answered))
@@ -734,8 +968,14 @@ struct Figures {
     label: String,
     concurrency: usize,
     messages: usize,
+    /// Refused or greylisted at RCPT.
     refused: usize,
+    /// What `refused` must be.
+    expected_refused: usize,
     errors: usize,
+    /// With metrics on: whether the scrape after the run counted every
+    /// message served (true with metrics off).
+    metrics_counted: bool,
     per_second: f64,
     p50: Duration,
     p99: Duration,
@@ -764,6 +1004,7 @@ async fn run(
     plans: &Arc<Vec<Plan>>,
     concurrency: usize,
     label: &str,
+    grey: Grey,
 ) -> Figures {
     let pid = milter.pid().to_string();
     dns.reset_counts();
@@ -784,10 +1025,10 @@ async fn run(
             loop {
                 let t = next.fetch_add(1, Ordering::Relaxed);
                 let Some(plan) = plans.get(t) else { break };
-                match transaction(addr, plan, t).await {
+                match transaction(addr, plan, t, grey).await {
                     Ok((end, timing)) => {
                         timings.push(timing);
-                        refused += usize::from(end == End::Refused);
+                        refused += usize::from(end != End::Delivered);
                     }
                     Err(err) => {
                         errors += 1;
@@ -810,6 +1051,7 @@ async fn run(
     let elapsed = started.elapsed();
     let messages = plans.len();
     let split = cpu_split(&pid);
+    let metrics_counted = check_scrape(milter, messages).await;
     let cpu = split.0 + split.1 - cpu_before;
     let self_cpu = cpu_seconds("self") - self_before;
     eprintln!(
@@ -836,7 +1078,13 @@ async fn run(
         concurrency,
         messages,
         refused,
+        expected_refused: if grey == Grey::New {
+            messages
+        } else {
+            plans.iter().filter(|p| p.refusal.is_some()).count()
+        },
         errors,
+        metrics_counted,
         per_second: messages as f64 / elapsed.as_secs_f64(),
         p50: quantile(&whole, 0.50),
         p99: quantile(&whole, 0.99),
@@ -916,25 +1164,40 @@ fn env_levels(key: &str, default: &[usize]) -> Vec<usize> {
         .unwrap_or_else(|| default.to_vec())
 }
 
-/// Whether every run answered every transaction as expected.
+/// Whether every run answered every transaction as expected (and, with
+/// metrics on, counted every message).
 fn all_answered(figures: &[Figures], plans: &[Plan]) -> bool {
-    let expected_refused = plans.iter().filter(|p| p.refusal.is_some()).count();
-    figures
-        .iter()
-        .all(|f| f.errors == 0 && f.refused == expected_refused && f.messages == plans.len())
+    figures.iter().all(|f| {
+        f.errors == 0
+            && f.refused == f.expected_refused
+            && f.messages == plans.len()
+            && f.metrics_counted
+    })
 }
 
 /// Throughput: cold, warm and no-cache runs at each concurrency.
 async fn throughput(dns: &TestDns, transactions: usize) -> bool {
     let plans = Arc::new(plans(transactions));
     println!(
-        "\nthroughput: {transactions} transactions per run, {} clients, {BRANDS} brands via {ESPS} includes, 10% forged, {} listed",
+        "\nthroughput: {transactions} transactions per run, {} clients, {BRANDS} brands via {ESPS} includes, 10% forged, {}, metrics {}{}",
         NETS.len() * HOSTS_PER_NET,
-        (0..NETS.len() * HOSTS_PER_NET)
-            .filter(|i| listed(*i))
-            .count()
+        if block_list_on() {
+            format!(
+                "{} listed",
+                (0..NETS.len() * HOSTS_PER_NET)
+                    .filter(|i| listed(*i))
+                    .count()
+            )
+        } else {
+            "block list off".to_owned()
+        },
+        on_off(metrics_on()),
+        greylist_store().map_or_else(String::new, |s| format!(", greylisting ({s})"))
     );
     println!("{HEADER}");
+    if greylist_store().is_some() {
+        return greylisting(dns, &plans).await;
+    }
     let mut all = Vec::new();
     for concurrency in env_levels("TOLLGATE_BENCH_CONCURRENCY", &CONCURRENCY) {
         let milter = MilterProcess::start(dns.addr(), Setup::WARM, &format!("c{concurrency}"));
@@ -945,7 +1208,7 @@ async fn throughput(dns: &TestDns, transactions: usize) -> bool {
             milter.addr
         );
         for label in ["cold", "warm"] {
-            let f = run(&milter, dns, &plans, concurrency, label).await;
+            let f = run(&milter, dns, &plans, concurrency, label, Grey::Off).await;
             print_row(&f);
             all.push(f);
         }
@@ -963,7 +1226,7 @@ async fn throughput(dns: &TestDns, transactions: usize) -> bool {
             } else {
                 "no-cache seq"
             };
-            let f = run(&milter, dns, &plans, concurrency, label).await;
+            let f = run(&milter, dns, &plans, concurrency, label, Grey::Off).await;
             print_row(&f);
             if concurrency == 1 {
                 eprintln!(
@@ -977,6 +1240,50 @@ async fn throughput(dns: &TestDns, transactions: usize) -> bool {
     all_answered(&all, &plans)
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// Greylisting every message (`TOLLGATE_BENCH_GREYLIST`), at each
+/// concurrency on a fresh milter: every triplet new, after the delay
+/// each one's first pass, then every one known.
+async fn greylisting(dns: &TestDns, plans: &Arc<Vec<Plan>>) -> bool {
+    let mut all = Vec::new();
+    for concurrency in env_levels("TOLLGATE_BENCH_CONCURRENCY", &CONCURRENCY) {
+        let setup = Setup {
+            greylist: true,
+            ..Setup::WARM
+        };
+        let milter = MilterProcess::start(dns.addr(), setup, &format!("g{concurrency}"));
+        eprintln!(
+            "milter pid {} at {}: greylisting",
+            milter.pid(),
+            milter.addr
+        );
+        // Also warms the DNS cache.
+        let f = run(&milter, dns, plans, concurrency, "grey-new", Grey::New).await;
+        print_row(&f);
+        all.push(f);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for (label, grey) in [("grey-pass", Grey::FirstPass), ("grey-known", Grey::Off)] {
+            let f = run(&milter, dns, plans, concurrency, label, grey).await;
+            print_row(&f);
+            all.push(f);
+        }
+        if greylist_store().as_deref() == Some("embedded") {
+            let db = milter.dir.0.join("greylist.db");
+            let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+            eprintln!(
+                "embedded store after {} triplets: {} KiB file + {} KiB WAL",
+                plans.len(),
+                size(&db) / 1024,
+                size(&db.with_extension("db-wal")) / 1024
+            );
+        }
+    }
+    all_answered(&all, plans)
+}
+
 /// Critical path: every message from a new client with nothing cached,
 /// every answer held back by the latency, sequential against parallel.
 async fn cold_latency(dns: &TestDns, transactions: usize) -> bool {
@@ -986,7 +1293,9 @@ async fn cold_latency(dns: &TestDns, transactions: usize) -> bool {
         .unwrap_or(Latency::fixed(Duration::from_millis(20)));
     let plans = Arc::new(plans(transactions));
     println!(
-        "\ncold cache, {latency} per DNS answer: {transactions} transactions per run, each from a new client (dns.cache_size: 0)"
+        "\ncold cache, {latency} per DNS answer: {transactions} transactions per run, each from a new client (dns.cache_size: 0), block list {}, metrics {}",
+        on_off(block_list_on()),
+        on_off(metrics_on())
     );
     println!("{HEADER}");
     dns.set_latency(latency);
@@ -1005,7 +1314,7 @@ async fn cold_latency(dns: &TestDns, transactions: usize) -> bool {
             } else {
                 "cold 20ms seq"
             };
-            let f = run(&milter, dns, &plans, concurrency, label).await;
+            let f = run(&milter, dns, &plans, concurrency, label, Grey::Off).await;
             print_row(&f);
             all.push(f);
         }

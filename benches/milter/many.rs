@@ -14,7 +14,8 @@
 //! `TOLLGATE_BENCH_CONNECTIONS` (1000), `TOLLGATE_BENCH_DURATION`
 //! (seconds, 600), `TOLLGATE_BENCH_MESSAGES_PER_CONNECTION` (5) and
 //! `TOLLGATE_BENCH_PAUSE_MS` (2000, spread ±50 % per pause) change it.
-//! The bench process raises its own open-file limit (with `prlimit`) when
+//! With `TOLLGATE_BENCH_METRICS=1` one scrape at the end must have
+//! counted every message. The bench process raises its own open-file limit (with `prlimit`) when
 //! the soft limit is too low; the milter inherits it.
 
 use std::sync::Arc;
@@ -119,7 +120,7 @@ async fn worker(
                     ..client.clone()
                 };
                 let begun = Instant::now();
-                let (end, _) = c.message(&plan, t).await?;
+                let (end, _) = c.message(&plan, t, super::Grey::Off).await?;
                 seen.messages.push(begun.elapsed());
                 seen.refused += usize::from(end == End::Refused);
             }
@@ -246,7 +247,8 @@ pub(crate) async fn run(dns: &TestDns) -> bool {
         ms(quantile(&all.messages, 0.99)),
         cpu / all.messages.len().max(1) as f64 * 1000.0,
     );
-    let ok = all.errors == 0 && fds_end == fds_start && !all.messages.is_empty();
+    let counted = super::check_scrape(&milter, all.messages.len()).await;
+    let ok = counted && all.errors == 0 && fds_end == fds_start && !all.messages.is_empty();
     if fds_end != fds_start {
         eprintln!("milter: {fds_start} fds at start, {fds_end} at the end");
     }
