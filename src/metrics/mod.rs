@@ -129,12 +129,14 @@ impl Command {
 }
 
 /// The `action` of a message, as the log line writes it: `accept`,
-/// `reject`, `tempfail`, or `dry-run:reject` / `dry-run:tempfail` when dry
-/// run let through what would have been refused.
+/// `reject`, `tempfail`, `greylist`, or `dry-run:reject` /
+/// `dry-run:tempfail` / `dry-run:greylist` when dry run let through what
+/// would have been refused or delayed.
 pub(crate) fn action_label(verdict: &Verdict, dry_run: bool) -> &'static str {
     match (verdict.action, dry_run) {
         (Action::Reject, true) => "dry-run:reject",
         (Action::Tempfail, true) => "dry-run:tempfail",
+        (Action::Greylist, true) => "dry-run:greylist",
         _ => verdict.action_str(),
     }
 }
@@ -205,7 +207,7 @@ impl Metrics {
         let messages = Family::default();
         registry.register(
             "tollgate_messages",
-            "Messages (one per log line) by action (accept, reject, tempfail, dry-run:reject, dry-run:tempfail) and deciding stage (decided_by; none when no stage refused, skip when skipped)",
+            "Messages (one per log line) by action (accept, reject, tempfail, greylist, dry-run:reject, dry-run:tempfail, dry-run:greylist) and deciding stage (decided_by; none when no stage refused, skip when skipped)",
             messages.clone(),
         );
         let stage_results = Family::<Labels<2>, Counter>::default();

@@ -88,6 +88,12 @@ fn actions_are_labelled_as_in_the_log_line() {
         "dry-run:tempfail"
     );
     assert_eq!(action_label(&verdict(Action::Tag), true), "accept");
+    // A dry run records greylisting triplets but delays nothing.
+    assert_eq!(action_label(&verdict(Action::Greylist), false), "greylist");
+    assert_eq!(
+        action_label(&verdict(Action::Greylist), true),
+        "dry-run:greylist"
+    );
 }
 
 #[test]
