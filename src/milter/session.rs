@@ -161,7 +161,11 @@ impl Session {
             self.span
                 .record("helo", logline::escaped(helo, logline::MAX_FIELD).as_str());
         }
-        dns_step(self.metrics.as_deref(), Command::Helo, self.eval.helo(helo)).await;
+        // The evaluator's steps are large futures (2.7–3.4 KB): boxed once
+        // here, they are not copied again into every layer around them
+        // (dns_step, this method, the callback, indymilter's box).
+        let step = Box::pin(self.eval.helo(helo));
+        dns_step(self.metrics.as_deref(), Command::Helo, step).await;
         self.earliest()
     }
 
@@ -172,12 +176,8 @@ impl Session {
             open: true,
             ..Message::default()
         };
-        dns_step(
-            self.metrics.as_deref(),
-            Command::Mail,
-            self.eval.mail(sender, auth),
-        )
-        .await;
+        let step = Box::pin(self.eval.mail(sender, auth));
+        dns_step(self.metrics.as_deref(), Command::Mail, step).await;
         self.earliest()
     }
 
@@ -307,7 +307,8 @@ impl Session {
     /// to the first (RFC 8601 §5), then ours inserted bottom-most first so
     /// that the first ends on top.
     pub async fn end_of_message(&mut self) -> Vec<HeaderEdit> {
-        dns_step(self.metrics.as_deref(), Command::Eom, self.eval.complete()).await;
+        let step = Box::pin(self.eval.complete());
+        dns_step(self.metrics.as_deref(), Command::Eom, step).await;
         let eval = self.eval.evaluation();
         let config = &self.shared.config;
         let sender = self.eval.sender().map_or("", |s| s.address());
