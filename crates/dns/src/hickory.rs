@@ -20,6 +20,10 @@
 //! empty character-string, any other empty record is dropped, and the
 //! answer's other records are used as sent.
 //!
+//! In front of hickory's cache sits a map of finished answers
+//! ([`crate::answers`]): a warm lookup is one hash probe and a copy of the
+//! addresses or strings, and expires when hickory says the answer does.
+//!
 //! Every query can be reported to a [`QueryObserver`]
 //! ([`HickoryLookup::with_observer`]): its type, its outcome, and whether
 //! it was answered at once (the cache) or by a nameserver, with how long
@@ -50,6 +54,7 @@ use hickory_resolver::net::{DnsError, NetError};
 
 use lenient::Lenient;
 
+use crate::answers::AnswerMap;
 use crate::observe::{QueryEvent, QueryObserver, QueryType, Served};
 use crate::{Lookup, LookupError, LookupResult, Mx, normalize_name, reverse_name};
 
@@ -97,8 +102,36 @@ pub enum ResolverError {
 #[derive(Clone, Debug)]
 pub struct HickoryLookup {
     resolver: Arc<Resolver<Lenient>>,
+    answers: Arc<Answers>,
     observer: Option<Arc<dyn QueryObserver>>,
 }
+
+/// The finished answers of each record type the checks ask for, each map
+/// as large as the resolver's cache.
+#[derive(Debug)]
+struct Answers {
+    a: AnswerMap<Ipv4Addr>,
+    aaaa: AnswerMap<Ipv6Addr>,
+    mx: AnswerMap<Mx>,
+    txt: AnswerMap<String>,
+    ptr: AnswerMap<String>,
+}
+
+impl Answers {
+    fn new(capacity: usize) -> Self {
+        Self {
+            a: AnswerMap::new(capacity),
+            aaaa: AnswerMap::new(capacity),
+            mx: AnswerMap::new(capacity),
+            txt: AnswerMap::new(capacity),
+            ptr: AnswerMap::new(capacity),
+        }
+    }
+}
+
+/// The longest a "no records" answer is kept, whatever the SOA says
+/// (RFC 2308 §5: one to three hours work well).
+const NEGATIVE_TTL_MAX: Duration = Duration::from_secs(3 * 3600);
 
 impl HickoryLookup {
     /// Builds a resolver from `options`.
@@ -140,6 +173,7 @@ impl HickoryLookup {
             .map_err(|e| ResolverError::Build(e.to_string()))?;
         Ok(Self {
             resolver: Arc::new(resolver),
+            answers: Arc::new(Answers::new(options.cache_size)),
             observer: None,
         })
     }
@@ -152,15 +186,26 @@ impl HickoryLookup {
 
     /// Forgets every cached answer.
     pub fn clear_cache(&self) {
+        let answers = &self.answers;
+        answers.a.clear();
+        answers.aaaa.clear();
+        answers.mx.clear();
+        answers.txt.clear();
+        answers.ptr.clear();
         self.resolver.clear_cache();
     }
 
-    /// The records of type `rtype` answering `name` (CNAMEs followed).
-    async fn query(&self, name: &str, rtype: RecordType) -> LookupResult<Vec<RData>> {
+    /// The records of type `rtype` answering `name` (CNAMEs followed), and
+    /// until when the answer may be kept (`None`: not at all).
+    async fn query(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> (LookupResult<Vec<RData>>, Option<Instant>) {
         // A name that cannot be encoded (an empty label, a label over 63
         // bytes, over 255 bytes in all) cannot exist.
         let Some(name) = absolute_name(name) else {
-            return Err(LookupError::NxDomain);
+            return (Err(LookupError::NxDomain), None);
         };
         let Some(observer) = &self.observer else {
             return records(self.resolver.lookup(name, rtype).await, rtype);
@@ -174,56 +219,85 @@ impl HickoryLookup {
             poll
         })
         .await;
-        let result = records(answer, rtype);
-        observer.query(&QueryEvent {
-            query_type: query_type(rtype),
-            result: result.as_ref().map(|_| ()),
-            served: if waited {
-                Served::Network(started.elapsed())
-            } else {
-                Served::Cache
-            },
-        });
-        result
+        let answer = records(answer, rtype);
+        let served = if waited {
+            Served::Network(started.elapsed())
+        } else {
+            Served::Cache
+        };
+        observe(observer.as_ref(), rtype, &answer.0, served);
+        answer
     }
 
-    async fn resolve<T>(
+    /// The records of `name` picked from the answer: from the map of
+    /// finished answers if it has them, else from the resolver, keeping
+    /// what it answers for as long as it is valid.
+    async fn resolve<T: Clone>(
         &self,
         name: &str,
         rtype: RecordType,
+        map: &AnswerMap<T>,
         pick: impl Fn(RData) -> Option<T>,
     ) -> LookupResult<Vec<T>> {
-        let found: Vec<T> = self
-            .query(name, rtype)
-            .await?
-            .into_iter()
-            .filter_map(pick)
-            .collect();
-        if found.is_empty() {
-            Err(LookupError::NoData)
-        } else {
-            Ok(found)
+        if let Some(answer) = map.get(name, Instant::now()) {
+            if let Some(observer) = &self.observer {
+                observe(observer.as_ref(), rtype, &answer, Served::Cache);
+            }
+            return answer;
         }
+        let (answer, valid_until) = self.query(name, rtype).await;
+        let answer = picked(answer, pick);
+        if let Some(valid_until) = valid_until {
+            map.put(name, &answer, valid_until, Instant::now());
+        }
+        answer
     }
+}
+
+/// The records picked out of `answer`; none picked is "no records".
+fn picked<T>(
+    answer: LookupResult<Vec<RData>>,
+    pick: impl Fn(RData) -> Option<T>,
+) -> LookupResult<Vec<T>> {
+    let found: Vec<T> = answer?.into_iter().filter_map(pick).collect();
+    if found.is_empty() {
+        Err(LookupError::NoData)
+    } else {
+        Ok(found)
+    }
+}
+
+/// Tells `observer` of one answered query.
+fn observe<T>(
+    observer: &dyn QueryObserver,
+    rtype: RecordType,
+    answer: &LookupResult<T>,
+    served: Served,
+) {
+    observer.query(&QueryEvent {
+        query_type: query_type(rtype),
+        result: answer.as_ref().map(|_| ()),
+        served,
+    });
 }
 
 impl Lookup for HickoryLookup {
     fn lookup_a(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv4Addr>>> + Send {
-        self.resolve(name, RecordType::A, |d| match d {
+        self.resolve(name, RecordType::A, &self.answers.a, |d| match d {
             RData::A(a) => Some(a.0),
             _ => None,
         })
     }
 
     fn lookup_aaaa(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Ipv6Addr>>> + Send {
-        self.resolve(name, RecordType::AAAA, |d| match d {
+        self.resolve(name, RecordType::AAAA, &self.answers.aaaa, |d| match d {
             RData::AAAA(a) => Some(a.0),
             _ => None,
         })
     }
 
     fn lookup_mx(&self, name: &str) -> impl Future<Output = LookupResult<Vec<Mx>>> + Send {
-        self.resolve(name, RecordType::MX, |d| match d {
+        self.resolve(name, RecordType::MX, &self.answers.mx, |d| match d {
             RData::MX(mx) => Some(Mx {
                 preference: mx.preference,
                 exchange: name_text(&mx.exchange),
@@ -233,7 +307,7 @@ impl Lookup for HickoryLookup {
     }
 
     fn lookup_txt(&self, name: &str) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
-        self.resolve(name, RecordType::TXT, |d| match d {
+        self.resolve(name, RecordType::TXT, &self.answers.txt, |d| match d {
             RData::TXT(txt) => Some(txt_text(&txt)),
             _ => None,
         })
@@ -242,7 +316,7 @@ impl Lookup for HickoryLookup {
     fn lookup_ptr(&self, ip: IpAddr) -> impl Future<Output = LookupResult<Vec<String>>> + Send {
         let name = reverse_name(ip);
         async move {
-            self.resolve(&name, RecordType::PTR, |d| match d {
+            self.resolve(&name, RecordType::PTR, &self.answers.ptr, |d| match d {
                 RData::PTR(ptr) => Some(normalize_name(&name_text(&ptr.0))),
                 _ => None,
             })
@@ -257,32 +331,55 @@ impl crate::TxtStrings for HickoryLookup {
         name: &str,
         rtype: crate::TextType,
     ) -> impl Future<Output = LookupResult<Vec<crate::CharacterStrings>>> + Send {
+        // The lint asks each name once: its answers are not kept here.
         let wire_type = RecordType::from(rtype.code());
-        self.resolve(name, wire_type, |d| match d {
-            RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
-            // SPF (99) comes back undecoded: its RDATA has TXT's layout.
-            RData::Unknown { rdata, .. } => crate::split_character_strings(&rdata.anything),
-            _ => None,
-        })
+        async move {
+            let (answer, _) = self.query(name, wire_type).await;
+            picked(answer, |d| match d {
+                RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
+                // SPF (99) comes back undecoded: its RDATA has TXT's layout.
+                RData::Unknown { rdata, .. } => crate::split_character_strings(&rdata.anything),
+                _ => None,
+            })
+        }
     }
 }
 
-/// The records of type `rtype` in a lookup's answer.
+/// The records of type `rtype` in a lookup's answer, and until when the
+/// answer may be kept: an answer until hickory says it expires (its
+/// lowest TTL, what is left of it when it came from hickory's cache),
+/// "no records" for the SOA's negative TTL (RFC 2308 §5), at most
+/// [`NEGATIVE_TTL_MAX`], and a failure not at all.
 fn records(
     answer: Result<hickory_resolver::lookup::Lookup, NetError>,
     rtype: RecordType,
-) -> LookupResult<Vec<RData>> {
-    let records: Vec<RData> = answer
-        .map_err(map_error)?
+) -> (LookupResult<Vec<RData>>, Option<Instant>) {
+    let lookup = match answer {
+        Ok(lookup) => lookup,
+        Err(error) => {
+            let valid_until = match &error {
+                NetError::Dns(DnsError::NoRecordsFound(no_records)) => {
+                    no_records.negative_ttl.map(|ttl| {
+                        Instant::now() + Duration::from_secs(ttl.into()).min(NEGATIVE_TTL_MAX)
+                    })
+                }
+                _ => None,
+            };
+            return (Err(map_error(error)), valid_until);
+        }
+    };
+    let records: Vec<RData> = lookup
         .answers()
         .iter()
         .filter(|r| r.record_type() == rtype)
         .map(|r| r.data.clone())
         .collect();
     if records.is_empty() {
-        Err(LookupError::NoData)
+        // Only records of other types (a CNAME chain's): not kept, as
+        // there is no TTL of the asked type to keep it by.
+        (Err(LookupError::NoData), None)
     } else {
-        Ok(records)
+        (Ok(records), Some(lookup.valid_until()))
     }
 }
 

@@ -16,6 +16,8 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[cfg(feature = "hickory")]
+mod answers;
+#[cfg(feature = "hickory")]
 pub mod hickory;
 pub mod memory;
 mod name;

@@ -322,6 +322,33 @@ async fn positive_answers_are_cached_and_shared_by_clones() {
     assert_eq!(server.query_count_for("example.com", RecordType::Txt), 2);
 }
 
+/// A "no such domain" without an SOA carries no negative TTL (RFC 2308
+/// §5): there is nothing to keep it by, so it is asked again.
+#[tokio::test]
+async fn nxdomain_without_soa_is_not_kept() {
+    let (server, dns) = setup(zone()).await;
+    server.set_rcode("example.com", Rcode::NxDomain);
+    for _ in 0..2 {
+        assert_eq!(
+            dns.lookup_txt("example.com").await,
+            Err(LookupError::NxDomain)
+        );
+    }
+    assert_eq!(server.query_count_for("example.com", RecordType::Txt), 2);
+    server.clear_rcode("example.com");
+    assert_eq!(dns.lookup_txt("example.com").await.unwrap().len(), 1);
+}
+
+/// Names differing only in case (RFC 4343) or by a trailing dot share one
+/// kept answer.
+#[tokio::test]
+async fn kept_answers_match_names_in_any_case() {
+    let (server, dns) = setup(zone()).await;
+    assert_eq!(dns.lookup_a("mail.example.com").await.unwrap().len(), 2);
+    assert_eq!(dns.lookup_a("MAIL.Example.COM.").await.unwrap().len(), 2);
+    assert_eq!(server.query_count_for("mail.example.com", RecordType::A), 1);
+}
+
 #[tokio::test]
 async fn server_failures_and_timeouts_are_not_cached() {
     let (server, dns) = setup(zone()).await;
