@@ -77,7 +77,7 @@ struct Seen {
 /// One worker: connections one after another until `deadline`.
 async fn worker(
     w: usize,
-    addr: std::net::SocketAddr,
+    addr: super::MilterAddr,
     plans: Arc<Vec<Plan>>,
     deadline: Instant,
     per_connection: usize,
@@ -92,7 +92,7 @@ async fn worker(
         round += 1;
         let client = &plans[spread(w, round, plans.len())];
         let result: Result<(), String> = async {
-            let mut c = MtaConn::open(addr)
+            let mut c = MtaConn::open(&addr)
                 .await
                 .map_err(|e| format!("open: {e}"))?;
             seen.connections += 1;
@@ -168,7 +168,7 @@ pub(crate) async fn run(dns: &TestDns) -> bool {
     for w in 0..connections {
         workers.push(tokio::spawn(worker(
             w,
-            milter.addr,
+            milter.addr.clone(),
             Arc::clone(&plans),
             deadline,
             per_connection,
