@@ -69,11 +69,10 @@ macro_rules! codes {
 }
 
 const S3_1: Option<&str> = Some("RFC 7208 §3.1");
-const S3_2: Option<&str> = Some("RFC 7208 §3.2");
 const S3_3: Option<&str> = Some("RFC 7208 §3.3");
 const S3_4: Option<&str> = Some("RFC 7208 §3.4");
 const S4_5: Option<&str> = Some("RFC 7208 §4.5");
-const S4_6: Option<&str> = Some("RFC 7208 §4.6");
+const S4_6_1: Option<&str> = Some("RFC 7208 §4.6.1");
 const S4_6_4: Option<&str> = Some("RFC 7208 §4.6.4");
 const S4_7: Option<&str> = Some("RFC 7208 §4.7");
 const S5: Option<&str> = Some("RFC 7208 §5");
@@ -92,7 +91,7 @@ codes! {
     NoRecord = "no-record", Error, S4_5,
         "Publish one TXT record at the domain that starts with \"v=spf1\" and ends with \"-all\" or \"~all\".";
     /// More than one `v=spf1` record at one name: permerror.
-    MultipleRecords = "multiple-records", Error, S3_2,
+    MultipleRecords = "multiple-records", Error, S4_5,
         "Merge the records into one TXT record: receivers treat two v=spf1 records as a permanent error.";
     /// The record exists only as type SPF (99), which receivers no longer ask for.
     SpfTypeOnly = "spf-type-only", Error, S3_1,
@@ -111,7 +110,7 @@ codes! {
     GluedStrings = "glued-strings", Error, S3_3,
         "End the first string with a space (or start the next with one): strings are joined with nothing in between.";
     /// A term that does not parse: permerror.
-    SyntaxError = "syntax-error", Error, S4_6,
+    SyntaxError = "syntax-error", Error, S4_6_1,
         "Correct or remove the term: one bad term makes the whole record a permanent error.";
     /// More than 10 DNS-querying terms over the include/redirect tree: permerror.
     TooManyLookups = "too-many-lookups", Error, S4_6_4,

@@ -127,3 +127,20 @@ fn txt_of_64_kib_is_linted_in_one_pass() {
     assert!(report.has(Code::AnswerNeedsTcp));
     assert!(report.findings.len() < 10 * MAX_PER_CODE);
 }
+
+/// Regression: the root was compared in the case it was given in, so an
+/// include back to it in lower case was not seen as a loop at once.
+#[test]
+fn include_back_to_a_root_given_in_upper_case_is_include_loop() {
+    let mut zone = Zone::new();
+    zone.add_txt("example.com", "v=spf1 include:example.com -all");
+    let report = run(&zone, "Example.COM.");
+    assert_eq!(report.domain, "example.com");
+    let lp = report
+        .findings
+        .iter()
+        .find(|f| f.code == Code::IncludeLoop)
+        .expect("include-loop");
+    assert_eq!(lp.location, "include:example.com");
+    assert!(report.tree.children.is_empty(), "{:?}", report.tree);
+}

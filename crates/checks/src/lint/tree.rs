@@ -255,7 +255,10 @@ impl<'a, L: Lookup + TxtStrings> Walker<'a, L> {
                         self.out.add(
                             Code::SyntaxError,
                             &e.term,
-                            format!("{e} of the record at {domain}"),
+                            format!(
+                                "the record at {domain} has a {e} (the term starts at octet {})",
+                                e.offset + 1
+                            ),
                         );
                     }
                     return node;

@@ -41,15 +41,7 @@ impl<L: Lookup + TxtStrings> Walker<'_, L> {
         domain: &str,
         term: &str,
     ) -> Option<String> {
-        const DYNAMIC: [Letter; 6] = [
-            Letter::Sender,
-            Letter::LocalPart,
-            Letter::Ip,
-            Letter::ValidatedName,
-            Letter::IpVersion,
-            Letter::Helo,
-        ];
-        if DYNAMIC.iter().any(|l| spec.uses(*l)) {
+        if depends_on_message(spec) {
             self.out.add(
                 Code::MacroTarget,
                 term,
@@ -155,6 +147,19 @@ impl<L: Lookup + TxtStrings> Walker<'_, L> {
     /// `exp=` must name exactly one TXT record (§6.2).
     pub(super) async fn exp(&mut self, spec: &MacroString, domain: &str) {
         let term = format!("exp={spec}");
+        if depends_on_message(spec) {
+            // exp= is looked up only after a fail and is no lookup of the
+            // 10 (§4.6.4): nothing was counted.
+            self.out.add(
+                Code::MacroTarget,
+                &term,
+                format!(
+                    "\"{term}\" in the record at {domain} names a domain that depends on the \
+                     sender or client; it was not looked up (exp= is not one of the 10 lookups)"
+                ),
+            );
+            return;
+        }
         let Some(target) = self.target(spec, domain, &term) else {
             return;
         };
@@ -189,6 +194,20 @@ impl<L: Lookup + TxtStrings> Walker<'_, L> {
             format!("\"{term}\" in the record at {domain}: {problem}; it must name exactly one"),
         );
     }
+}
+
+/// Whether a domain-spec depends on the message: only `%{d}` and `%{o}`
+/// are known without one.
+fn depends_on_message(spec: &MacroString) -> bool {
+    const DYNAMIC: [Letter; 6] = [
+        Letter::Sender,
+        Letter::LocalPart,
+        Letter::Ip,
+        Letter::ValidatedName,
+        Letter::IpVersion,
+        Letter::Helo,
+    ];
+    DYNAMIC.iter().any(|l| spec.uses(*l))
 }
 
 pub(super) fn void_words(e: &LookupError) -> &'static str {
