@@ -6,6 +6,7 @@
 mod lint;
 
 use lint::{code, lint, server};
+use tollgate::checks::lint::Status;
 
 macro_rules! opt {
     () => {
@@ -117,6 +118,15 @@ finding!(address_outside_the_record_is_ip_not_permitted, "ip-not-permitted",
 finding!(helo_name_without_record_is_helo_no_record, "helo-no-record",
     present: ("good.example.com", ["192.0.2.7"], "nohelo.example.com"),
     absent: ("good.example.com", ["192.0.2.7"], "mx.example.com"));
+finding!(helo_address_literal_is_helo_address_literal, "helo-address-literal",
+    present: ("good.example.com", ["192.0.2.7"], "[192.0.2.7]"),
+    absent: ("good.example.com", ["192.0.2.7"], "mx.example.com"));
+finding!(helo_bare_ip_is_helo_not_fqdn, "helo-not-fqdn",
+    present: ("good.example.com", ["192.0.2.7"], "192.0.2.7"),
+    absent: ("good.example.com", ["192.0.2.7"], "[192.0.2.7]"));
+finding!(helo_single_label_is_helo_not_fqdn, "helo-not-fqdn",
+    present: ("good.example.com", ["192.0.2.7"], "mailhost"),
+    absent: ("good.example.com", ["192.0.2.7"], "nohelo.example.com"));
 finding!(helo_softfail_is_helo_not_permitted, "helo-not-permitted",
     present: ("good.example.com", ["192.0.2.7"], "mx-out.example.com"),
     absent: ("good.example.com", ["192.0.2.7"], "mx.example.com"));
@@ -246,6 +256,91 @@ async fn networks_are_compared_within_one_record_not_across_the_tree() {
         .map(|f| f.location.as_str())
         .collect();
     assert_eq!(overlaps, ["ip4:192.0.2.128/25"]);
+}
+
+/// Regression: an address literal in HELO was told to publish an SPF
+/// record ("helo-no-record") and to get an A record ("helo-not-resolving"),
+/// and its TXT was asked for as if it were a name.
+#[tokio::test]
+async fn helo_address_literal_is_not_told_to_publish_a_record() {
+    let dns = server().await;
+    dns.reset_counts();
+    let report = lint(
+        &dns,
+        "good.example.com",
+        &["192.0.2.7"],
+        Some("[192.0.2.7]"),
+    )
+    .await;
+    assert!(
+        !report.has(code("helo-no-record")),
+        "{:#?}",
+        report.findings
+    );
+    assert!(
+        !report.has(code("helo-not-resolving")),
+        "{:#?}",
+        report.findings
+    );
+    let literal: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == code("helo-address-literal"))
+        .map(|f| f.location.as_str())
+        .collect();
+    assert_eq!(literal, ["[192.0.2.7]"]);
+    let helo = report.helo.as_ref().unwrap();
+    assert_eq!(helo.record, None);
+    assert_eq!(helo.results[0].result, tollgate::checks::SpfResult::None);
+    assert_eq!(helo.resolves_to_ip, Some(true));
+    assert_eq!(helo.fcrdns[0].result, tollgate::checks::Outcome::Pass);
+    assert!(
+        !dns.queries().iter().any(|q| q.name.contains('[')),
+        "a literal was asked for: {:?}",
+        dns.queries()
+    );
+    assert_eq!(report.status(false), Status::Clean);
+
+    // A literal of another address than the client's is named at the address.
+    let report = lint(
+        &dns,
+        "good.example.com",
+        &["192.0.2.8"],
+        Some("[192.0.2.7]"),
+    )
+    .await;
+    let at_ip = report
+        .findings
+        .iter()
+        .find(|f| f.code == code("helo-address-literal") && f.location == "192.0.2.8")
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert!(
+        at_ip.message.contains("refuse the mail as forged"),
+        "{}",
+        at_ip.message
+    );
+    assert_eq!(report.helo.unwrap().resolves_to_ip, Some(false));
+}
+
+/// A HELO that is no name at all is an error, and nothing more is said
+/// about a record or address it cannot have.
+#[tokio::test]
+async fn helo_that_is_not_a_name_is_an_error_alone() {
+    let dns = server().await;
+    for helo in ["192.0.2.7", "bad..example.com", "[192.0.2]", "localhost"] {
+        let report = lint(&dns, "good.example.com", &["192.0.2.7"], Some(helo)).await;
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.code == code("helo-not-fqdn"))
+            .unwrap_or_else(|| panic!("{helo}: {:#?}", report.findings));
+        assert_eq!(f.location, helo);
+        for other in ["helo-no-record", "helo-not-resolving", "dns-error"] {
+            assert!(!report.has(code(other)), "{helo}: {:#?}", report.findings);
+        }
+        assert_eq!(report.status(false), Status::Errors, "{helo}");
+        assert_eq!(report.helo.unwrap().resolves_to_ip, Some(false), "{helo}");
+    }
 }
 
 #[test]

@@ -85,6 +85,7 @@ const S6_2: Option<&str> = Some("RFC 7208 §6.2");
 const S7_3: Option<&str> = Some("RFC 7208 §7.3");
 const S2_3: Option<&str> = Some("RFC 7208 §2.3");
 const S2_6: Option<&str> = Some("RFC 7208 §2.6");
+const S5321_4_1_1_1: Option<&str> = Some("RFC 5321 §4.1.1.1");
 
 codes! {
     /// The domain publishes no `v=spf1` TXT record.
@@ -187,6 +188,14 @@ codes! {
     /// The HELO host publishes no SPF record.
     HeloNoRecord = "helo-no-record", Warning, S2_3,
         "Publish \"v=spf1 a -all\" (or the host's ip4/ip6) at the HELO name so receivers can check it.";
+    /// The HELO name is an address literal (`[192.0.2.7]`): there is no
+    /// name to check SPF for.
+    HeloAddressLiteral = "helo-address-literal", Warning, S5321_4_1_1_1,
+        "Give the host a name with an A/AAAA record of its address and an SPF record, and use that name in HELO/EHLO.";
+    /// The HELO name is neither a fully qualified domain name nor a valid
+    /// address literal.
+    HeloNotFqdn = "helo-not-fqdn", Error, S5321_4_1_1_1,
+        "Make the host give its fully qualified domain name, one that resolves to its address, in HELO/EHLO.";
     /// The HELO host's own record does not permit its address.
     HeloNotPermitted = "helo-not-permitted", Warning, S2_3,
         "Make the HELO name's record cover the address it sends from (ip4/ip6, or a with an A record of that address).";
