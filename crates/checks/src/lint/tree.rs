@@ -146,7 +146,7 @@ impl<'a, L: Lookup + TxtStrings> Walker<'a, L> {
                 Code::LookupsNearLimit,
                 &self.root,
                 format!(
-                    "the tree needs {} of the {LOOKUP_LIMIT} DNS lookups allowed: one more \
+                    "the tree needs {at_least}{} of the {LOOKUP_LIMIT} DNS lookups allowed: one more \
                      include and every check of {} is a permerror",
                     t.lookups, self.root
                 ),
