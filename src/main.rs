@@ -63,6 +63,10 @@ async fn main() -> ExitCode {
                 ExitCode::from(report.status(args.strict).exit_code())
             }
             Err(e) => {
+                if args.dns.format == check::Format::Json {
+                    let error = lint::render_error_json(&args.domain, &e.to_string());
+                    let _ = std::io::stdout().write_all(format!("{error:#}\n").as_bytes());
+                }
                 eprintln!("tollgate lint: {e}");
                 ExitCode::from(2)
             }

@@ -4,12 +4,15 @@
 //! that must end with bounded queries, never a panic or a hang.
 
 mod lint;
+#[path = "common/temp_dir.rs"]
+mod temp_dir;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use lint::{binary, code, lint, server, start};
+use lint::{binary, binary_as_given, code, lint, server, start};
 use serde_json::Value;
+use temp_dir::TempDir;
 use tollgate::checks::lint::Status;
 use tollgate::checks::{Outcome, SpfResult};
 use tollgate::cli::lint::{render_json, render_text};
@@ -144,6 +147,176 @@ async fn json_output_keeps_the_contract_shape() {
     assert_eq!(
         helo["fcrdns"],
         serde_json::json!([{"ip": "203.0.113.7", "result": "pass"}])
+    );
+}
+
+const CONTRACT_KEYS: [&str; 8] = [
+    "domain",
+    "record",
+    "lookups",
+    "void_lookups",
+    "tree",
+    "findings",
+    "ips",
+    "helo",
+];
+
+/// Exit status 2 with `--format json` is still one JSON object: the
+/// report with its `dns-error` when DNS failed, and the contract's keys
+/// with an `error` when the lint could not start.
+#[tokio::test]
+async fn json_is_one_object_even_when_the_domain_cannot_be_checked() {
+    let dns = server().await;
+    let (status, out) = binary(&dns, &["slow.example.com", "--format", "json"]).await;
+    assert_eq!(status, 2, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(keys(&v), set(&CONTRACT_KEYS));
+    assert_eq!(v["findings"][0]["code"], "dns-error", "{out}");
+    assert_eq!(v["findings"][0]["where"], "slow.example.com");
+
+    // An include whose nameserver is silent: exit 2 as well, not 1.
+    let (status, out) = binary(&dns, &["slowinc.example.com", "--format", "json"]).await;
+    assert_eq!(status, 2, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("one JSON object");
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "dns-error" && f["where"] == "slow.example.com"),
+        "{out}"
+    );
+
+    let (status, out, err) = binary_as_given(vec![
+        "bad..example.com".into(),
+        "--format".into(),
+        "json".into(),
+    ])
+    .await;
+    assert_eq!(status, 2);
+    let v: Value = serde_json::from_str(&out).expect("one JSON object");
+    let mut with_error = CONTRACT_KEYS.to_vec();
+    with_error.push("error");
+    assert_eq!(keys(&v), set(&with_error));
+    assert_eq!(v["error"], "bad..example.com is not a domain name");
+    assert_eq!(v["findings"], serde_json::json!([]));
+    assert_eq!(
+        err,
+        "tollgate lint: bad..example.com is not a domain name\n"
+    );
+}
+
+/// `--config` takes the resolver from a milter.yaml; `--nameserver`
+/// overrides it; a bad file is refused with one line naming file and key.
+#[tokio::test]
+async fn config_file_gives_the_resolver_and_nameserver_overrides_it() {
+    let dns = server().await;
+    // Another server, where good.example.com lets everyone pass.
+    let other = start("good.example.com:\n  - TXT: \"v=spf1 +all\"\n").await;
+    let dir = TempDir::new("lint-config");
+    let config = dir.path().join("milter.yaml");
+    let write = |servers: &str| {
+        std::fs::write(
+            &config,
+            format!("dns:\n  nameservers: [\"{servers}\"]\n  timeout: 300ms\n  attempts: 1\n"),
+        )
+        .expect("config written")
+    };
+    let config_arg = config.to_str().expect("a UTF-8 path").to_owned();
+    let run = |extra: Vec<String>| {
+        let mut args = vec![
+            "good.example.com".to_owned(),
+            "--config".to_owned(),
+            config_arg.clone(),
+        ];
+        args.extend(extra);
+        binary_as_given(args)
+    };
+
+    write(&dns.addr().to_string());
+    let (status, out, err) = run(vec![]).await;
+    assert_eq!(status, 0, "{out}{err}");
+    assert!(
+        out.contains("good.example.com: v=spf1 ip4:192.0.2.0/24 -all"),
+        "{out}"
+    );
+
+    write(&other.addr().to_string());
+    let (status, out, _) = run(vec![]).await;
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("pass-all"), "{out}");
+    let (status, out, _) = run(vec!["--nameserver".into(), dns.addr().to_string()]).await;
+    assert_eq!(status, 0, "--nameserver must override the file: {out}");
+
+    std::fs::write(&config, "dns:\n  timeout: 2m\n").expect("config written");
+    let (status, out, err) = run(vec!["--format".into(), "json".into()]).await;
+    assert_eq!(status, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("tollgate lint: {config_arg}: dns.timeout")),
+        "{err}"
+    );
+    let v: Value = serde_json::from_str(&out).expect("one JSON object");
+    assert!(
+        v["error"].as_str().unwrap().contains("dns.timeout"),
+        "{out}"
+    );
+}
+
+/// IPv6 senders: check_host for each, the deciding term, an address
+/// outside the record is an error, and the text keeps one column.
+#[tokio::test]
+async fn ipv6_addresses_are_checked_and_shown_in_one_column() {
+    let dns = server().await;
+    let (status, out) = binary(
+        &dns,
+        &[
+            "v6.example.com",
+            "--ip",
+            "2001:db8:1::7",
+            "--ip",
+            "2001:db8:2:3:4:5:6:7",
+            "--ip",
+            "192.0.2.7",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(status, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(
+        v["ips"],
+        serde_json::json!([
+            {"ip": "2001:db8:1::7", "result": "pass", "mechanism": "ip6:2001:db8:1::/48"},
+            {"ip": "2001:db8:2:3:4:5:6:7", "result": "fail", "mechanism": "-all"},
+            {"ip": "192.0.2.7", "result": "pass", "mechanism": "ip4:192.0.2.0/24"},
+        ])
+    );
+    let wrong: Vec<&Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "ip-not-permitted")
+        .collect();
+    assert_eq!(wrong.len(), 1, "{out}");
+    assert_eq!(wrong[0]["where"], "2001:db8:2:3:4:5:6:7");
+
+    let (_, text) = binary(
+        &dns,
+        &[
+            "v6.example.com",
+            "--ip",
+            "2001:db8:1::7",
+            "--ip",
+            "2001:db8:2:3:4:5:6:7",
+        ],
+    )
+    .await;
+    assert!(
+        text.contains("  2001:db8:1::7        pass       matched \"ip6:2001:db8:1::/48\"")
+            && text.contains("  2001:db8:2:3:4:5:6:7 fail       matched \"-all\""),
+        "{text}"
     );
 }
 

@@ -96,6 +96,24 @@ pub fn render_json(report: &LintReport) -> Value {
     })
 }
 
+/// The JSON object for a lint that could not start (a bad domain name,
+/// configuration or resolver, exit status 2): the keys of [`render_json`]
+/// with nothing checked, and `error` saying why, so that `--format json`
+/// always prints one object.
+pub fn render_error_json(domain: &str, error: &str) -> Value {
+    json!({
+        "domain": domain,
+        "record": null,
+        "lookups": {"used": 0, "limit": LOOKUP_LIMIT},
+        "void_lookups": {"used": 0, "limit": VOID_LIMIT},
+        "tree": [],
+        "findings": [],
+        "ips": [],
+        "helo": null,
+        "error": error,
+    })
+}
+
 fn tree_json(node: &TreeNode) -> Value {
     json!({
         "domain": node.domain,
@@ -137,13 +155,28 @@ pub fn render_text(report: &LintReport, strict: bool) -> String {
         out.push_str("\ninclude tree:\n");
         tree_text(&mut out, &report.tree, 1);
     }
+    // Addresses in one column, wide enough for the longest (IPv6).
+    let width = report
+        .ips
+        .iter()
+        .map(|r| r.ip)
+        .chain(
+            report
+                .helo
+                .iter()
+                .flat_map(|h| h.results.iter().map(|r| r.ip)),
+        )
+        .map(|ip| ip.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     if !report.ips.is_empty() {
         out.push_str("\naddresses:\n");
         for r in &report.ips {
             let _ = writeln!(
                 out,
-                "  {:<16} {:<10} {}",
-                r.ip,
+                "  {:<width$} {:<10} {}",
+                r.ip.to_string(),
                 r.result.as_str(),
                 decided(r)
             );
@@ -155,8 +188,8 @@ pub fn render_text(report: &LintReport, strict: bool) -> String {
         for (r, f) in h.results.iter().zip(&h.fcrdns) {
             let _ = writeln!(
                 out,
-                "  {:<16} {:<10} {}; fcrdns {}",
-                r.ip,
+                "  {:<width$} {:<10} {}; fcrdns {}",
+                r.ip.to_string(),
                 r.result.as_str(),
                 decided(r),
                 f.result.as_str()

@@ -120,6 +120,13 @@ pub async fn binary(dns: &TestDns, args: &[&str]) -> (i32, String) {
         "--dns-timeout".to_owned(),
         "0.3".to_owned(),
     ]);
+    let (status, stdout, _) = binary_as_given(args).await;
+    (status, stdout)
+}
+
+/// Runs the real binary, `tollgate lint ARGS…` and nothing added: its exit
+/// status, standard output and standard error.
+pub async fn binary_as_given(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("lint")
@@ -129,6 +136,7 @@ pub async fn binary(dns: &TestDns, args: &[&str]) -> (i32, String) {
         (
             out.status.code().expect("exited, not killed"),
             String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     })
     .await

@@ -1,6 +1,7 @@
 //! The sender's own hosts as receivers see them: check_host for each
 //! `--ip` (RFC 7208 §4, through the real engine), PTR answers where `ptr`
-//! or `%{p}` is used (§4.6.4), and for `--helo` the HELO identity (§2.3),
+//! or `%{p}` is used (§4.6.4), and for `--helo` the form of the name (a
+//! domain name or an address literal, RFC 5321 §4.1.1.1), the HELO identity (§2.3),
 //! whether the name resolves to each address (the milter's helo-dns stage)
 //! and each address's FCrDNS (the fcrdns stage, RFC 8601 §3).
 
@@ -10,7 +11,7 @@ use tollgate_dns::Lookup;
 use tollgate_spf::{Options, Record, Spf, SpfOutput, SpfResult};
 
 use super::{AddressResult, Code, FcrdnsResult, Findings, HeloReport, LintRequest};
-use crate::Outcome;
+use crate::{Outcome, canonical};
 
 /// Names of one MX or PTR answer a receiver looks at (RFC 7208 §4.6.4).
 pub(crate) const MAX_ANSWER_NAMES: usize = 10;
@@ -96,6 +97,30 @@ pub(crate) async fn ptr_names<L: Lookup>(lookup: &L, ips: &[IpAddr], out: &mut F
     }
 }
 
+/// What kind of HELO argument a name is (RFC 5321 §4.1.1.1): a domain
+/// name, an address literal, or neither.
+enum HeloForm {
+    Name,
+    Literal(IpAddr),
+    Invalid(String),
+}
+
+impl HeloForm {
+    fn of(name: &str) -> HeloForm {
+        match crate::helo::address_literal(name) {
+            Some(Ok(addr)) => HeloForm::Literal(canonical(addr)),
+            Some(Err(())) => HeloForm::Invalid("is not a valid address literal".to_owned()),
+            None if name.parse::<IpAddr>().is_ok() => HeloForm::Invalid(format!(
+                "is a bare IP address, neither a domain name nor an address literal like [{name}]"
+            )),
+            None if !crate::helo::is_fqdn(name) => HeloForm::Invalid(
+                "is neither a fully qualified domain name nor an address literal".to_owned(),
+            ),
+            None => HeloForm::Name,
+        }
+    }
+}
+
 /// The HELO name's record, results, address and the addresses' FCrDNS.
 pub(crate) async fn helo<L: Lookup>(
     lookup: &L,
@@ -104,27 +129,33 @@ pub(crate) async fn helo<L: Lookup>(
     out: &mut Findings,
 ) -> HeloReport {
     let name = name.trim_end_matches('.');
-    let mut failed = false;
-    let record = match lookup.lookup_txt(name).await {
-        Ok(texts) => texts.into_iter().find(|t| Record::is_spf1(t)),
-        Err(e) if e.is_void() => None,
-        Err(e) => {
-            failed = true;
+    let form = HeloForm::of(name);
+    let record = match &form {
+        HeloForm::Name => helo_record(lookup, name, out).await,
+        HeloForm::Literal(_) => {
             out.add(
-                Code::DnsError,
+                Code::HeloAddressLiteral,
                 name,
-                format!("{} looking up TXT for HELO name {name}", e.summary()),
+                format!(
+                    "HELO {name} is an address literal: receivers that check the HELO identity \
+                     get SPF none (there is no name to look up), and some refuse address \
+                     literals from hosts that could have a name"
+                ),
+            );
+            None
+        }
+        HeloForm::Invalid(why) => {
+            out.add(
+                Code::HeloNotFqdn,
+                name,
+                format!(
+                    "HELO {name} {why}: receivers that check HELO syntax refuse it (tollgate's \
+                     helo-syntax stage does by default), and no SPF record can be checked for it"
+                ),
             );
             None
         }
     };
-    if record.is_none() && !failed {
-        out.add(
-            Code::HeloNoRecord,
-            name,
-            format!("HELO name {name} publishes no SPF record: receivers that check HELO get none"),
-        );
-    }
     let spf = spf(lookup, request);
     let mut report = HeloReport {
         name: name.to_owned(),
@@ -134,6 +165,8 @@ pub(crate) async fn helo<L: Lookup>(
         fcrdns: Vec::new(),
     };
     for &ip in &request.ips {
+        // For a literal or an invalid name the engine gives none without
+        // asking DNS (RFC 7208 §4.3); the result is kept for the report.
         let r = result(spf.check_helo(ip, name).await);
         match r.result {
             SpfResult::Fail | SpfResult::SoftFail => out.add(
@@ -160,13 +193,32 @@ pub(crate) async fn helo<L: Lookup>(
         }
         report.results.push(r);
 
-        let resolves = crate::helo::dns(lookup, name, ip).await;
-        match resolves.outcome {
-            Outcome::Pass => {}
-            Outcome::TempError => out.add(Code::DnsError, name, resolves.detail),
-            _ => out.add(Code::HeloNotResolving, ip.to_string(), resolves.detail),
-        }
-        let confirms = resolves.outcome == Outcome::Pass;
+        let confirms = match &form {
+            HeloForm::Name => {
+                let resolves = crate::helo::dns(lookup, name, ip).await;
+                match resolves.outcome {
+                    Outcome::Pass => {}
+                    Outcome::TempError => out.add(Code::DnsError, name, resolves.detail),
+                    _ => out.add(Code::HeloNotResolving, ip.to_string(), resolves.detail),
+                }
+                resolves.outcome == Outcome::Pass
+            }
+            HeloForm::Literal(addr) => {
+                let same = *addr == canonical(ip);
+                if !same {
+                    out.add(
+                        Code::HeloAddressLiteral,
+                        ip.to_string(),
+                        format!(
+                            "HELO {name} is not the address {ip} sends from: receivers that \
+                             compare an address literal with the client refuse the mail as forged"
+                        ),
+                    );
+                }
+                same
+            }
+            HeloForm::Invalid(_) => false,
+        };
         report.resolves_to_ip = Some(report.resolves_to_ip.unwrap_or(true) && confirms);
 
         let fcrdns = crate::fcrdns::check(lookup, ip).await;
@@ -182,4 +234,37 @@ pub(crate) async fn helo<L: Lookup>(
         });
     }
     report
+}
+
+/// The HELO name's own SPF record; none is a finding.
+async fn helo_record<L: Lookup>(lookup: &L, name: &str, out: &mut Findings) -> Option<String> {
+    match lookup.lookup_txt(name).await {
+        Ok(texts) => {
+            let record = texts.into_iter().find(|t| Record::is_spf1(t));
+            if record.is_none() {
+                helo_no_record(name, out);
+            }
+            record
+        }
+        Err(e) if e.is_void() => {
+            helo_no_record(name, out);
+            None
+        }
+        Err(e) => {
+            out.add(
+                Code::DnsError,
+                name,
+                format!("{} looking up TXT for HELO name {name}", e.summary()),
+            );
+            None
+        }
+    }
+}
+
+fn helo_no_record(name: &str, out: &mut Findings) {
+    out.add(
+        Code::HeloNoRecord,
+        name,
+        format!("HELO name {name} publishes no SPF record: receivers that check HELO get none"),
+    );
 }

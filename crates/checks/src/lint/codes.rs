@@ -69,11 +69,10 @@ macro_rules! codes {
 }
 
 const S3_1: Option<&str> = Some("RFC 7208 §3.1");
-const S3_2: Option<&str> = Some("RFC 7208 §3.2");
 const S3_3: Option<&str> = Some("RFC 7208 §3.3");
 const S3_4: Option<&str> = Some("RFC 7208 §3.4");
 const S4_5: Option<&str> = Some("RFC 7208 §4.5");
-const S4_6: Option<&str> = Some("RFC 7208 §4.6");
+const S4_6_1: Option<&str> = Some("RFC 7208 §4.6.1");
 const S4_6_4: Option<&str> = Some("RFC 7208 §4.6.4");
 const S4_7: Option<&str> = Some("RFC 7208 §4.7");
 const S5: Option<&str> = Some("RFC 7208 §5");
@@ -86,13 +85,14 @@ const S6_2: Option<&str> = Some("RFC 7208 §6.2");
 const S7_3: Option<&str> = Some("RFC 7208 §7.3");
 const S2_3: Option<&str> = Some("RFC 7208 §2.3");
 const S2_6: Option<&str> = Some("RFC 7208 §2.6");
+const S5321_4_1_1_1: Option<&str> = Some("RFC 5321 §4.1.1.1");
 
 codes! {
     /// The domain publishes no `v=spf1` TXT record.
     NoRecord = "no-record", Error, S4_5,
         "Publish one TXT record at the domain that starts with \"v=spf1\" and ends with \"-all\" or \"~all\".";
     /// More than one `v=spf1` record at one name: permerror.
-    MultipleRecords = "multiple-records", Error, S3_2,
+    MultipleRecords = "multiple-records", Error, S4_5,
         "Merge the records into one TXT record: receivers treat two v=spf1 records as a permanent error.";
     /// The record exists only as type SPF (99), which receivers no longer ask for.
     SpfTypeOnly = "spf-type-only", Error, S3_1,
@@ -111,7 +111,7 @@ codes! {
     GluedStrings = "glued-strings", Error, S3_3,
         "End the first string with a space (or start the next with one): strings are joined with nothing in between.";
     /// A term that does not parse: permerror.
-    SyntaxError = "syntax-error", Error, S4_6,
+    SyntaxError = "syntax-error", Error, S4_6_1,
         "Correct or remove the term: one bad term makes the whole record a permanent error.";
     /// More than 10 DNS-querying terms over the include/redirect tree: permerror.
     TooManyLookups = "too-many-lookups", Error, S4_6_4,
@@ -188,6 +188,14 @@ codes! {
     /// The HELO host publishes no SPF record.
     HeloNoRecord = "helo-no-record", Warning, S2_3,
         "Publish \"v=spf1 a -all\" (or the host's ip4/ip6) at the HELO name so receivers can check it.";
+    /// The HELO name is an address literal (`[192.0.2.7]`): there is no
+    /// name to check SPF for.
+    HeloAddressLiteral = "helo-address-literal", Warning, S5321_4_1_1_1,
+        "Give the host a name with an A/AAAA record of its address and an SPF record, and use that name in HELO/EHLO.";
+    /// The HELO name is neither a fully qualified domain name nor a valid
+    /// address literal.
+    HeloNotFqdn = "helo-not-fqdn", Error, S5321_4_1_1_1,
+        "Make the host give its fully qualified domain name, one that resolves to its address, in HELO/EHLO.";
     /// The HELO host's own record does not permit its address.
     HeloNotPermitted = "helo-not-permitted", Warning, S2_3,
         "Make the HELO name's record cover the address it sends from (ip4/ip6, or a with an A record of that address).";

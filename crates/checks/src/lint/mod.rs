@@ -208,7 +208,9 @@ impl LintReport {
 /// Lints `request.domain` over `lookup`.
 pub async fn lint<L: Lookup + TxtStrings>(lookup: &L, request: &LintRequest) -> LintReport {
     let lookup = Counted::new(lookup);
-    let domain = request.domain.trim_end_matches('.').to_owned();
+    // Names are compared in lower case (targets are lowered when expanded),
+    // so a loop back to the root is found whatever case it was given in.
+    let domain = request.domain.trim_end_matches('.').to_ascii_lowercase();
     let mut findings = Findings::default();
     let mut walker = tree::Walker::new(&lookup, &domain, &mut findings);
     let tree = walker.walk().await;

@@ -127,3 +127,52 @@ fn txt_of_64_kib_is_linted_in_one_pass() {
     assert!(report.has(Code::AnswerNeedsTcp));
     assert!(report.findings.len() < 10 * MAX_PER_CODE);
 }
+
+/// Regression: the root was compared in the case it was given in, so an
+/// include back to it in lower case was not seen as a loop at once.
+#[test]
+fn include_back_to_a_root_given_in_upper_case_is_include_loop() {
+    let mut zone = Zone::new();
+    zone.add_txt("example.com", "v=spf1 include:example.com -all");
+    let report = run(&zone, "Example.COM.");
+    assert_eq!(report.domain, "example.com");
+    let lp = report
+        .findings
+        .iter()
+        .find(|f| f.code == Code::IncludeLoop)
+        .expect("include-loop");
+    assert_eq!(lp.location, "include:example.com");
+    assert!(report.tree.children.is_empty(), "{:?}", report.tree);
+}
+
+/// Regression: a walk cut short (here by three failed lookups) said the
+/// tree "needs 9" lookups, though what it did not follow needs more.
+#[test]
+fn lookups_near_limit_of_a_truncated_tree_says_at_least() {
+    use tollgate_dns::memory::Entry;
+    let mut zone = Zone::new();
+    zone.add_txt(
+        "example.com",
+        "v=spf1 include:t1.example.com include:t2.example.com include:t3.example.com \
+         include:ok.example.com a a a a a -all",
+    );
+    for name in ["t1.example.com", "t2.example.com", "t3.example.com"] {
+        zone.add_entry(name, Entry::Timeout);
+    }
+    zone.add_txt("ok.example.com", "v=spf1 include:more.example.com");
+    zone.add_txt("more.example.com", "v=spf1 ip4:192.0.2.0/24");
+    zone.add("example.com", RecordData::A("192.0.2.1".parse().unwrap()));
+    let report = run(&zone, "example.com");
+    assert!(report.has(Code::TreeTruncated), "{:?}", report.findings);
+    assert_eq!(report.lookups, 9);
+    let near = report
+        .findings
+        .iter()
+        .find(|f| f.code == Code::LookupsNearLimit)
+        .expect("lookups-near-limit");
+    assert!(
+        near.message.contains("needs at least 9 of"),
+        "{}",
+        near.message
+    );
+}

@@ -10,15 +10,16 @@
 //! after [`MAX_NODES`] records, [`MAX_NAMES`] names or [`MAX_DNS_ERRORS`]
 //! failed lookups.
 
+mod targets;
+
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 
 use tollgate_dns::{CharacterStrings, Lookup, LookupError, TextType, TxtStrings};
-use tollgate_spf::macros::{Letter, MacroContext, MacroString, MacroValues};
 use tollgate_spf::{Mechanism, Record};
 
+use self::targets::{Target, void_words};
 use super::fetch::{self, Selected};
 use super::terms::{self, Role};
 use super::{
@@ -35,14 +36,6 @@ pub(crate) struct Totals {
 }
 
 type TxtAnswer = Result<Vec<CharacterStrings>, LookupError>;
-
-/// What `a`, `mx` or `exists` found at a name.
-#[derive(Clone, Debug)]
-enum Target {
-    Found(usize),
-    Void(LookupError),
-    Failed(LookupError),
-}
 
 /// The walk's state.
 pub(crate) struct Walker<'a, L> {
@@ -153,7 +146,7 @@ impl<'a, L: Lookup + TxtStrings> Walker<'a, L> {
                 Code::LookupsNearLimit,
                 &self.root,
                 format!(
-                    "the tree needs {} of the {LOOKUP_LIMIT} DNS lookups allowed: one more \
+                    "the tree needs {at_least}{} of the {LOOKUP_LIMIT} DNS lookups allowed: one more \
                      include and every check of {} is a permerror",
                     t.lookups, self.root
                 ),
@@ -262,7 +255,10 @@ impl<'a, L: Lookup + TxtStrings> Walker<'a, L> {
                         self.out.add(
                             Code::SyntaxError,
                             &e.term,
-                            format!("{e} of the record at {domain}"),
+                            format!(
+                                "the record at {domain} has a {e} (the term starts at octet {})",
+                                e.offset + 1
+                            ),
                         );
                     }
                     return node;
@@ -381,176 +377,5 @@ impl<'a, L: Lookup + TxtStrings> Walker<'a, L> {
             term,
             format!("\"{term}\" names {target}, which has no SPF record: receivers give permerror"),
         );
-    }
-
-    fn optional_target(
-        &mut self,
-        spec: Option<&MacroString>,
-        domain: &str,
-        term: &str,
-    ) -> Option<String> {
-        match spec {
-            Some(spec) => self.target(spec, domain, term),
-            None => Some(domain.to_owned()),
-        }
-    }
-
-    /// The name a domain-spec stands for, if it does not depend on the
-    /// message (only `%{d}` and `%{o}` are known without one).
-    fn target(&mut self, spec: &MacroString, domain: &str, term: &str) -> Option<String> {
-        const DYNAMIC: [Letter; 6] = [
-            Letter::Sender,
-            Letter::LocalPart,
-            Letter::Ip,
-            Letter::ValidatedName,
-            Letter::IpVersion,
-            Letter::Helo,
-        ];
-        if DYNAMIC.iter().any(|l| spec.uses(*l)) {
-            self.out.add(
-                Code::MacroTarget,
-                term,
-                format!(
-                    "\"{term}\" in the record at {domain} names a domain that depends on the \
-                     sender or client; it was counted but not followed"
-                ),
-            );
-            return None;
-        }
-        let sender = format!("postmaster@{}", self.root);
-        let values = MacroValues {
-            sender: &sender,
-            local_part: "postmaster",
-            sender_domain: &self.root,
-            domain,
-            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            helo: &self.root,
-            validated_name: "unknown",
-            receiver: "unknown",
-            timestamp: 0,
-        };
-        let name = spec.expand_domain(&values);
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        (!name.is_empty()).then_some(name)
-    }
-
-    /// Looks up what `a`, `mx` or `exists` names and reports void answers.
-    async fn check_target(&mut self, name: &str, kind: &'static str, term: &str) {
-        let key = (name.to_owned(), kind);
-        let found = match self.targets.get(&key) {
-            Some(found) => found.clone(),
-            None => {
-                if !self.budget_left() {
-                    return;
-                }
-                let found = self.query_target(name, kind).await;
-                if let Target::Failed(e) = &found {
-                    self.dns_errors += 1;
-                    let qtype = match kind {
-                        "mx" => "MX",
-                        _ => "A",
-                    };
-                    self.out.add(
-                        Code::DnsError,
-                        term,
-                        format!("{} looking up {qtype} for {name}", e.summary()),
-                    );
-                }
-                self.targets.insert(key, found.clone());
-                found
-            }
-        };
-        match found {
-            Target::Void(e) => {
-                let what = match kind {
-                    "mx" => "no MX records",
-                    "a" => "no A or AAAA records",
-                    _ => "no A records",
-                };
-                let why = match e {
-                    LookupError::NxDomain => "does not exist".to_owned(),
-                    _ => format!("has {what}"),
-                };
-                self.void(term, format!("\"{term}\": {name} {why}"));
-            }
-            Target::Found(n) if kind == "mx" && n > super::client::MAX_ANSWER_NAMES => {
-                self.out.add(
-                    Code::TooManyMxNames,
-                    term,
-                    format!(
-                        "\"{term}\": {name} has {n} MX records, more than {}: receivers give permerror",
-                        super::client::MAX_ANSWER_NAMES
-                    ),
-                );
-            }
-            _ => {}
-        }
-    }
-
-    async fn query_target(&mut self, name: &str, kind: &'static str) -> Target {
-        let classify = |r: Result<usize, LookupError>| match r {
-            Ok(n) => Target::Found(n),
-            Err(e) if e.is_void() => Target::Void(e),
-            Err(e) => Target::Failed(e),
-        };
-        match kind {
-            "mx" => classify(self.lookup.lookup_mx(name).await.map(|v| v.len())),
-            "exists" => classify(self.lookup.lookup_a(name).await.map(|v| v.len())),
-            _ => match classify(self.lookup.lookup_a(name).await.map(|v| v.len())) {
-                Target::Void(v4) => {
-                    match classify(self.lookup.lookup_aaaa(name).await.map(|v| v.len())) {
-                        // NXDOMAIN for one family is NXDOMAIN for both.
-                        Target::Void(_) => Target::Void(v4),
-                        other => other,
-                    }
-                }
-                other => other,
-            },
-        }
-    }
-
-    /// `exp=` must name exactly one TXT record (§6.2).
-    async fn exp(&mut self, spec: &MacroString, domain: &str) {
-        let term = format!("exp={spec}");
-        let Some(target) = self.target(spec, domain, &term) else {
-            return;
-        };
-        let problem = match self.lookup.lookup_txt(&target).await {
-            Ok(texts) if texts.len() == 1 => {
-                if MacroString::parse(&texts[0], MacroContext::Explanation)
-                    .is_ok_and(|m| m.uses(Letter::ValidatedName))
-                {
-                    self.out.add(
-                        Code::PtrMacro,
-                        &term,
-                        format!("the explanation at {target} uses %{{p}}, which needs a reverse lookup of the client"),
-                    );
-                }
-                return;
-            }
-            Ok(texts) => format!("{target} has {} TXT records", texts.len()),
-            Err(e) if e.is_void() => format!("{target} {}", void_words(&e)),
-            Err(e) => {
-                self.dns_errors += 1;
-                self.out.add(
-                    Code::DnsError,
-                    &term,
-                    format!("{} looking up TXT for {target}", e.summary()),
-                );
-                return;
-            }
-        };
-        self.out.add(
-            Code::ExpNotOneTxt,
-            &term,
-            format!("\"{term}\" in the record at {domain}: {problem}; it must name exactly one"),
-        );
-    }
-}
-
-fn void_words(e: &LookupError) -> &'static str {
-    match e {
-        LookupError::NxDomain => "does not exist (NXDOMAIN)",
-        _ => "has no TXT records",
     }
 }
