@@ -22,6 +22,12 @@ use crate::Checker;
 /// The most questions one connection remembers.
 pub(crate) const MAX_ANSWERS: usize = 256;
 
+/// Room made at once for the questions of a typical connection (PTR, the
+/// names' addresses, the block lists, the HELO and sender records and
+/// includes, MX): the map is not grown and rehashed three times over as
+/// each connection asks them.
+const TYPICAL_ANSWERS: usize = 16;
+
 /// A remembered answer.
 #[derive(Clone, Debug)]
 enum Answer {
@@ -48,7 +54,7 @@ impl<L> Memo<L> {
     pub(crate) fn new(checker: Arc<Checker<L>>) -> Self {
         Memo {
             checker,
-            answers: Mutex::new(HashMap::new()),
+            answers: Mutex::new(HashMap::with_capacity(TYPICAL_ANSWERS)),
         }
     }
 
