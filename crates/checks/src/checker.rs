@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tollgate_dns::Lookup;
-use tollgate_spf::{Identity, Options, Spf, SpfOutput, SpfResult};
+use tollgate_spf::{Identity, Options, RecordCache, Spf, SpfOutput, SpfResult};
 
 use crate::count::within;
 use crate::dnsbl::DnsList;
@@ -181,7 +181,13 @@ pub struct Checker<L> {
     lookup: L,
     spf_options: Options,
     settings: Settings,
+    /// SPF records parsed once and shared by every evaluation.
+    records: Arc<RecordCache>,
 }
+
+/// How many parsed SPF records a checker keeps: the HELO names', senders'
+/// and includes' records of a busy receiver's regular clients.
+const PARSED_RECORDS: usize = 1024;
 
 impl<L> Checker<L> {
     /// The settings in use.
@@ -211,6 +217,7 @@ impl<L: Lookup> Checker<L> {
             lookup,
             spf_options,
             settings,
+            records: Arc::new(RecordCache::new(PARSED_RECORDS)),
         }
     }
 
@@ -530,6 +537,7 @@ impl<L: Lookup> Checker<L> {
         let spf_sender = sender.spf_sender(helo);
         let (found, queries) = within(lookup, deadline, async |l| {
             Spf::new(l, self.spf_options.clone())
+                .with_record_cache(Arc::clone(&self.records))
                 .check_host(ip, identity, &spf_sender, helo)
                 .await
         })

@@ -5,13 +5,14 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tollgate_dns::{Lookup, LookupError};
 
 use crate::macros::{Letter, MacroContext, MacroString, MacroValues};
 use crate::record::{Directive, Mechanism, Qualifier, Record};
 use crate::result::{Explanation, Identity, QueryType, SpfOutput, SpfResult, TraceEntry};
-use crate::{Options, domain};
+use crate::{Options, RecordCache, domain};
 
 /// The explanation used when a domain gives none (RFC 7208 §6.2 leaves the
 /// default to the implementation).
@@ -55,6 +56,7 @@ impl Verdict {
 pub(crate) struct Eval<'a, L> {
     lookup: &'a L,
     opts: &'a Options,
+    records: Option<&'a RecordCache>,
     ip: IpAddr,
     identity: Identity,
     sender: String,
@@ -72,14 +74,15 @@ impl<'a, L: Lookup> Eval<'a, L> {
     pub(crate) fn new(
         lookup: &'a L,
         opts: &'a Options,
+        records: Option<&'a RecordCache>,
         ip: IpAddr,
         identity: Identity,
-        local_part: &str,
-        sender_domain: &str,
+        sender: &crate::Sender,
         helo: &'a str,
     ) -> Self {
         // RFC 7208 §5: an IPv4-mapped IPv6 address is an IPv4 client.
         let ip = crate::address::canonical(ip);
+        let (local_part, sender_domain) = (sender.local_part.as_str(), sender.domain.as_str());
         let local_part = if local_part.is_empty() {
             "postmaster"
         } else {
@@ -89,6 +92,7 @@ impl<'a, L: Lookup> Eval<'a, L> {
         Eval {
             lookup,
             opts,
+            records,
             ip,
             identity,
             sender: format!("{local_part}@{sender_domain}"),
@@ -163,7 +167,11 @@ impl<'a, L: Lookup> Eval<'a, L> {
             if spf.next().is_some() {
                 return Verdict::perm(&domain, format!("more than one SPF record at {domain}"));
             }
-            let record = match Record::parse(text) {
+            let parsed = match self.records {
+                Some(records) => records.parse(text),
+                None => Record::parse(text).map(Arc::new),
+            };
+            let record = match parsed {
                 Ok(record) => record,
                 Err(e) => return Verdict::perm(&domain, format!("{e} of the record at {domain}")),
             };

@@ -36,6 +36,7 @@ mod eval;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod macros;
+mod parsed;
 pub mod record;
 mod result;
 
@@ -45,6 +46,7 @@ use tollgate_dns::Lookup;
 
 pub use eval::DEFAULT_EXPLANATION;
 pub use macros::{MacroContext, MacroError, MacroString, MacroValues};
+pub use parsed::RecordCache;
 pub use record::{Directive, Mechanism, Modifier, ParseError, Qualifier, Record, TermError};
 pub use result::{
     Explanation, Identity, QueryType, SpfOutput, SpfResult, TraceEntry, UnknownResult,
@@ -119,12 +121,24 @@ impl Sender {
 pub struct Spf<L> {
     lookup: L,
     options: Options,
+    records: Option<std::sync::Arc<RecordCache>>,
 }
 
 impl<L: Lookup> Spf<L> {
     /// A checker that queries `lookup`.
     pub fn new(lookup: L, options: Options) -> Self {
-        Spf { lookup, options }
+        Spf {
+            lookup,
+            options,
+            records: None,
+        }
+    }
+
+    /// The same checker, taking parsed records from `records` (and keeping
+    /// the ones it parses there) instead of parsing every record it fetches.
+    pub fn with_record_cache(mut self, records: std::sync::Arc<RecordCache>) -> Self {
+        self.records = Some(records);
+        self
     }
 
     /// The options in use.
@@ -166,10 +180,10 @@ impl<L: Lookup> Spf<L> {
         eval::Eval::new(
             &self.lookup,
             &self.options,
+            self.records.as_deref(),
             ip,
             identity,
-            &sender.local_part,
-            &sender.domain,
+            sender,
             helo,
         )
         .run()
