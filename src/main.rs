@@ -49,6 +49,10 @@ async fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
+                if args.dns.format == check::Format::Json {
+                    let error = check::render_error_json(&args, &e.to_string());
+                    let _ = std::io::stdout().write_all(format!("{error:#}\n").as_bytes());
+                }
                 eprintln!("tollgate check: {e}");
                 ExitCode::FAILURE
             }

@@ -374,3 +374,40 @@ async fn control_characters_from_dns_are_escaped_in_the_text_report() {
     assert!(!text.lines().any(|l| l.starts_with("verdict: accept\\e")));
     assert!(text.contains("\\r\\n"), "{text}");
 }
+
+/// Scripts parse `--format json`: a check that cannot run (here, a
+/// configuration file that does not exist) still prints one object, with
+/// the client as given and `error` saying why, and exits 1 with the
+/// one-line reason on stderr.
+#[test]
+fn json_is_one_object_even_when_the_check_cannot_run() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args([
+            "check",
+            "--ip",
+            "192.0.2.7",
+            "--helo",
+            "mx.example.com",
+            "--config",
+            "/nonexistent/tollgate-test/milter.yaml",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("run tollgate check");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(json["client"]["ip"], "192.0.2.7");
+    assert_eq!(json["client"]["helo"], "mx.example.com");
+    assert_eq!(json["stages"], serde_json::json!([]));
+    assert!(json["verdict"].is_null());
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains("/nonexistent/tollgate-test/milter.yaml"),
+        "{error}"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("tollgate check: "), "{stderr}");
+}

@@ -129,6 +129,26 @@ pub fn render_json(report: &CheckReport) -> Value {
     })
 }
 
+/// The JSON object for a check that could not run (a bad configuration,
+/// argument or resolver; exit status 1): the client as given, no stages,
+/// no verdict, and `error` saying why, so that `--format json` always
+/// prints one object.
+pub fn render_error_json(args: &CheckArgs, error: &str) -> Value {
+    let mut client = json!({ "ip": args.ip.to_string() });
+    if let Some(helo) = &args.helo {
+        client["helo"] = json!(helo);
+    }
+    if let Some(sender) = &args.sender {
+        client["sender"] = json!(sender);
+    }
+    json!({
+        "client": client,
+        "stages": [],
+        "verdict": null,
+        "error": error,
+    })
+}
+
 fn stage_json(r: &StageReport) -> Value {
     let mut v = json!({
         "stage": r.stage.as_str(),
