@@ -173,7 +173,9 @@ impl<'a, L: Lookup> Eval<'a, L> {
             };
             let record = match parsed {
                 Ok(record) => record,
-                Err(e) => return Verdict::perm(&domain, format!("{e} of the record at {domain}")),
+                Err(e) => {
+                    return Verdict::perm(&domain, format!("the SPF record at {domain} has a {e}"));
+                }
             };
             self.evaluate(&record, domain).await
         })

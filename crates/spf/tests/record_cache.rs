@@ -50,6 +50,23 @@ fn shared_records_give_the_same_results_as_parsing_each_time() {
     assert_eq!(records.len(), 2);
 }
 
+/// The permerror names the record first, then the term: the old wording
+/// ("…: invalid IPv4 address of the record at example.com") read as if the
+/// address belonged to the record's owner.
+#[test]
+fn a_broken_record_is_named_before_its_bad_term() {
+    let spf = Spf::new(zone("v=spf1 ip4:192.0.2 -all"), Options::default());
+    let out = block_on(spf.check_mailfrom(CLIENT, "alice@example.com", "mx.example.com"));
+    assert_eq!(out.result, SpfResult::PermError);
+    assert_eq!(
+        out.problem.as_deref(),
+        Some(
+            "the SPF record at example.com has a syntax error in term 2 \"ip4:192.0.2\": \
+             invalid IPv4 address"
+        )
+    );
+}
+
 #[test]
 fn a_broken_record_stays_a_permerror() {
     let records = Arc::new(RecordCache::new(64));
