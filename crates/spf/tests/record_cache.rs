@@ -61,7 +61,7 @@ fn a_broken_record_is_named_before_its_bad_term() {
     assert_eq!(
         out.problem.as_deref(),
         Some(
-            "the SPF record at example.com has a syntax error in term 2 \"ip4:192.0.2\": \
+            "the SPF record at example.com has a syntax error in term 1 \"ip4:192.0.2\": \
              invalid IPv4 address"
         )
     );
