@@ -38,9 +38,10 @@ mod routable;
 mod sender_domain;
 mod skip;
 mod stage;
+mod verdict;
 
 pub use address::{MailFrom, canonical, strip_brackets};
-pub use checker::{Checker, Client, Evaluation, Mode, Settings, Verdict};
+pub use checker::{Checker, Client, Mode, Settings};
 pub use dnsbl::{DnsList, ListHit, ListKind};
 pub use evaluator::Evaluator;
 pub use fcrdns::FcrdnsInfo;
@@ -50,6 +51,7 @@ pub use reply::{Enhanced, Reply};
 pub use skip::{SkipLists, SkipReason};
 pub use stage::{Outcome, Stage, StageReport};
 pub use tollgate_spf::{Identity, SpfOutput, SpfResult};
+pub use verdict::{Evaluation, Verdict};
 
 /// The dnsbl and sender-domain checks on their own, for the tests over
 /// real DNS packets (`tests/dnsbl.rs`, `tests/sender_domain.rs`); the
