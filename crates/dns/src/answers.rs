@@ -10,16 +10,54 @@
 //! records' TTL for an answer, the SOA's negative TTL (RFC 2308 §5) for
 //! NXDOMAIN and NODATA. Failures (timeouts, SERVFAIL) are never kept.
 //!
-//! The map holds at most `capacity` answers. When it is full, expired
-//! answers are dropped first; if that frees too little, a quarter of the
-//! map is dropped, so that the cost of making room is paid once per many
-//! inserts and never grows with the traffic.
+//! The map holds at most `capacity` answers, and only answers of at most
+//! [`MAX_KEPT_BYTES`] (addresses, names and strings counted by their size):
+//! a zone that answers with 64 KiB of TXT cannot make the map hold
+//! `capacity` times that. When it is full, expired answers are dropped
+//! first; if that frees too little, a quarter of the map is dropped, so
+//! that the cost of making room is paid once per many inserts and never
+//! grows with the traffic.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::{LookupError, LookupResult};
+use crate::{LookupError, LookupResult, Mx};
+
+/// The largest answer kept, in bytes of data: far more than an SPF record
+/// (RFC 7208 §3.4 asks for under 450 octets) or an MX set needs, less
+/// than the apex TXT sets of domains that publish many verification
+/// strings, which are then answered by the resolver's cache instead.
+pub(crate) const MAX_KEPT_BYTES: usize = 4096;
+
+/// What a record costs to keep, in bytes of data.
+pub(crate) trait Weight {
+    fn weight(&self) -> usize;
+}
+
+impl Weight for std::net::Ipv4Addr {
+    fn weight(&self) -> usize {
+        4
+    }
+}
+
+impl Weight for std::net::Ipv6Addr {
+    fn weight(&self) -> usize {
+        16
+    }
+}
+
+impl Weight for String {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Weight for Mx {
+    fn weight(&self) -> usize {
+        2 + self.exchange.len()
+    }
+}
 
 /// One kept answer: the records, or "no records" (NXDOMAIN or NODATA).
 #[derive(Debug)]
@@ -35,7 +73,7 @@ pub(crate) struct AnswerMap<T> {
     entries: Mutex<HashMap<Box<str>, Entry<T>>>,
 }
 
-impl<T: Clone> AnswerMap<T> {
+impl<T: Clone + Weight> AnswerMap<T> {
     /// A map of at most `capacity` answers; 0 keeps nothing.
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
@@ -68,8 +106,9 @@ impl<T: Clone> AnswerMap<T> {
         })
     }
 
-    /// Keeps `answer` for `name` until `valid_until`. Temporary failures
-    /// and answers already expired at `now` are not kept.
+    /// Keeps `answer` for `name` until `valid_until`. Temporary failures,
+    /// answers already expired at `now` and answers over
+    /// [`MAX_KEPT_BYTES`] are not kept.
     pub(crate) fn put(
         &self,
         name: &str,
@@ -81,6 +120,9 @@ impl<T: Clone> AnswerMap<T> {
             return;
         }
         let answer = match answer {
+            Ok(records) if records.iter().map(Weight::weight).sum::<usize>() > MAX_KEPT_BYTES => {
+                return;
+            }
             Ok(records) => Ok(Arc::from(records.as_slice())),
             Err(e) if e.is_void() => Err(e.clone()),
             Err(_) => return,
@@ -137,6 +179,30 @@ fn key(name: &str) -> Box<str> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    impl Weight for u8 {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+
+    impl Weight for u32 {
+        fn weight(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn an_answer_over_the_size_limit_is_not_kept() {
+        let map = AnswerMap::new(8);
+        let now = Instant::now();
+        let big = vec!["v".repeat(MAX_KEPT_BYTES / 2 + 1); 2];
+        map.put("big.example.com", &Ok(big), later(now, 300), now);
+        assert_eq!(map.get("big.example.com", now), None);
+        let fits = vec!["v".repeat(MAX_KEPT_BYTES / 2); 2];
+        map.put("fits.example.com", &Ok(fits.clone()), later(now, 300), now);
+        assert_eq!(map.get("fits.example.com", now), Some(Ok(fits)));
+    }
 
     fn later(now: Instant, secs: u64) -> Instant {
         now + Duration::from_secs(secs)

@@ -54,7 +54,7 @@ use hickory_resolver::net::{DnsError, NetError};
 
 use lenient::Lenient;
 
-use crate::answers::AnswerMap;
+use crate::answers::{AnswerMap, Weight};
 use crate::observe::{QueryEvent, QueryObserver, QueryType, Served};
 use crate::{Lookup, LookupError, LookupResult, Mx, normalize_name, reverse_name};
 
@@ -129,6 +129,9 @@ impl Answers {
     }
 }
 
+/// The most DNS messages hickory's own cache holds (see [`HickoryLookup::new`]).
+const RESOLVER_CACHE_MAX: usize = 1024;
+
 /// The longest a "no records" answer is kept, whatever the SOA says
 /// (RFC 2308 §5: one to three hours work well).
 const NEGATIVE_TTL_MAX: Duration = Duration::from_secs(3 * 3600);
@@ -163,7 +166,11 @@ impl HickoryLookup {
         opts.timeout = options.timeout;
         // hickory counts retries after the first try.
         opts.attempts = options.attempts.max(1) - 1;
-        opts.cache_size = options.cache_size as u64;
+        // The map of finished answers in front serves every repeated
+        // question whose answer fits it; hickory's own cache is left the
+        // rest (answers over `MAX_KEPT_BYTES`, CNAME chains' links), so it
+        // needs far fewer entries, and each may be a 64 KiB message.
+        opts.cache_size = options.cache_size.min(RESOLVER_CACHE_MAX) as u64;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
 
@@ -232,7 +239,7 @@ impl HickoryLookup {
     /// The records of `name` picked from the answer: from the map of
     /// finished answers if it has them, else from the resolver, keeping
     /// what it answers for as long as it is valid.
-    async fn resolve<T: Clone>(
+    async fn resolve<T: Clone + Weight>(
         &self,
         name: &str,
         rtype: RecordType,

@@ -284,6 +284,33 @@ async fn large_txt_arrives_in_full_over_tcp_after_truncation() {
     assert_eq!(transports.last(), Some(&Transport::Tcp));
 }
 
+/// An answer too large for the map of finished answers (here 20 TXT
+/// records, 5 KiB) is still answered again from the resolver's own cache,
+/// not asked again, and comes back whole.
+#[tokio::test]
+async fn an_answer_too_large_to_keep_is_served_from_the_resolver_cache() {
+    let mut zone = Zone::new();
+    let records: Vec<String> = (0..20)
+        .map(|i| format!("verification-{i:02}={}", "x".repeat(240)))
+        .collect();
+    for record in &records {
+        zone.add_txt("many.example.com", record);
+    }
+    let (server, dns) = setup(zone).await;
+    let first = dns.lookup_txt("many.example.com").await.unwrap();
+    assert!(first.iter().map(String::len).sum::<usize>() > 4096);
+    let asked = server.query_count_for("many.example.com", RecordType::Txt);
+    let mut again = dns.lookup_txt("many.example.com").await.unwrap();
+    assert_eq!(
+        server.query_count_for("many.example.com", RecordType::Txt),
+        asked
+    );
+    again.sort();
+    let mut want = records.clone();
+    want.sort();
+    assert_eq!(again, want);
+}
+
 #[tokio::test]
 async fn negative_answers_are_cached() {
     let (server, dns) = setup(zone()).await;
