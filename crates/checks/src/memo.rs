@@ -6,8 +6,11 @@
 //! cache is off. A question asked again while the first is still in
 //! flight waits for that answer instead of asking again.
 //!
-//! Bounded: at most [`MAX_ANSWERS`] questions are remembered; past that,
-//! lookups go straight to the resolver.
+//! Bounded: at most [`MAX_ANSWERS`] questions are remembered, and only
+//! answers of at most [`MAX_REMEMBERED_BYTES`]; past that, lookups go
+//! straight to the resolver (whose cache still has them). A client that
+//! makes its SPF records include hundreds of 64 KiB TXT answers cannot
+//! make one connection hold megabytes.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -21,6 +24,9 @@ use crate::Checker;
 
 /// The most questions one connection remembers.
 pub(crate) const MAX_ANSWERS: usize = 256;
+
+/// The largest answer remembered, in bytes of names and strings.
+pub(crate) const MAX_REMEMBERED_BYTES: usize = 4096;
 
 /// Room made at once for the questions of a typical connection (PTR, the
 /// names' addresses, the block lists, the HELO and sender records and
@@ -36,6 +42,25 @@ enum Answer {
     Mx(LookupResult<Vec<Mx>>),
     Txt(LookupResult<Vec<String>>),
     Ptr(LookupResult<Vec<String>>),
+}
+
+impl Answer {
+    /// Bytes of names and strings in the answer (addresses count 16).
+    fn weight(&self) -> usize {
+        fn names(result: &LookupResult<Vec<String>>) -> usize {
+            result
+                .as_ref()
+                .map_or(0, |v| v.iter().map(String::len).sum())
+        }
+        match self {
+            Answer::A(r) => r.as_ref().map_or(0, |v| 16 * v.len()),
+            Answer::Aaaa(r) => r.as_ref().map_or(0, |v| 16 * v.len()),
+            Answer::Mx(r) => r
+                .as_ref()
+                .map_or(0, |v| v.iter().map(|mx| 2 + mx.exchange.len()).sum()),
+            Answer::Txt(r) | Answer::Ptr(r) => names(r),
+        }
+    }
 }
 
 /// The question: record type and name (lower case, no trailing dot).
@@ -63,6 +88,14 @@ impl<L> Memo<L> {
         &self.checker
     }
 
+    /// Forgets a question whose answer is too large to remember: those
+    /// already waiting for it keep their copy of the slot.
+    fn forget(&self, kind: u8, name: &str) {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.remove(&(kind, name));
+    }
+
     /// The slot for a question, or `None` when the memo is full.
     fn slot(&self, kind: u8, name: &str) -> Option<Slot> {
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
@@ -86,6 +119,9 @@ macro_rules! remembered {
         let answer = slot
             .get_or_init(|| async { Answer::$variant($query.await) })
             .await;
+        if answer.weight() > MAX_REMEMBERED_BYTES {
+            $self.forget($kind, $name);
+        }
         match answer {
             Answer::$variant(result) => result.clone(),
             // A slot is only ever filled with its own variant.
@@ -201,5 +237,27 @@ mod tests {
             checker.lookup().1.load(Ordering::Relaxed),
             MAX_ANSWERS as u32 + 10 + 1
         );
+    }
+
+    /// Regression guard for hostile zones: a 5 KiB TXT answer is not held
+    /// for the rest of the connection (it is asked of the resolver again,
+    /// whose cache has it), while a small one is remembered.
+    #[tokio::test]
+    async fn a_large_answer_is_not_remembered() {
+        let mut zone = Zone::new();
+        for i in 0..20 {
+            zone.add_txt("big.example.com", &format!("{i:02}{}", "x".repeat(250)));
+        }
+        zone.add_txt("small.example.com", "v=spf1 -all");
+        let checker = Arc::new(Checker::new(
+            Counting(zone, AtomicU32::new(0)),
+            Settings::default(),
+        ));
+        let memo = Memo::new(Arc::clone(&checker));
+        for _ in 0..2 {
+            assert_eq!(memo.lookup_txt("big.example.com").await.unwrap().len(), 20);
+            assert_eq!(memo.lookup_txt("small.example.com").await.unwrap().len(), 1);
+        }
+        assert_eq!(checker.lookup().1.load(Ordering::Relaxed), 3);
     }
 }
