@@ -155,7 +155,9 @@ impl<T: Clone + Weight> AnswerMap<T> {
 /// quarters full, enough others to bring it down to three quarters.
 fn make_room<T>(map: &mut HashMap<Box<str>, Entry<T>>, capacity: usize, now: Instant) {
     map.retain(|_, entry| entry.valid_until > now);
-    let keep = capacity - capacity / 4;
+    // Three quarters, and always one less than full, so that the answer
+    // about to be inserted fits even in a map of one.
+    let keep = (capacity - capacity / 4).min(capacity - 1);
     if map.len() > keep {
         let mut surplus = map.len() - keep;
         map.retain(|_, _| {
@@ -316,6 +318,22 @@ mod tests {
         }
         // The newest answer is always kept.
         assert_eq!(map.get("h9999.example.com", now), Some(Ok(vec![9999])));
+    }
+
+    #[test]
+    fn a_map_of_one_holds_one() {
+        let map = AnswerMap::new(1);
+        let now = Instant::now();
+        for i in 0..5u32 {
+            map.put(
+                &format!("h{i}.example.com"),
+                &Ok(vec![i]),
+                later(now, 60),
+                now,
+            );
+            assert_eq!(map.len(), 1);
+        }
+        assert_eq!(map.get("h4.example.com", now), Some(Ok(vec![4])));
     }
 
     #[test]

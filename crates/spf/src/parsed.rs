@@ -47,7 +47,10 @@ impl RecordCache {
         let record = Arc::new(Record::parse(text)?);
         let mut records = self.lock();
         if records.len() >= self.capacity {
-            let mut surplus = records.len() - (self.capacity - self.capacity / 4);
+            // Three quarters, and always one less than full, so that the
+            // record about to be inserted fits even in a cache of one.
+            let keep = (self.capacity - self.capacity / 4).min(self.capacity - 1);
+            let mut surplus = records.len() - keep;
             records.retain(|_, _| {
                 if surplus == 0 {
                     return true;
@@ -119,6 +122,17 @@ mod tests {
             let text = format!("{text} exp=e{i}.example.com");
             cache.parse(&text).unwrap();
             assert!(cache.len() <= 16);
+        }
+    }
+
+    #[test]
+    fn a_cache_of_one_holds_one() {
+        let cache = RecordCache::new(1);
+        for i in 0..5 {
+            cache
+                .parse(&format!("v=spf1 ip4:192.0.2.{i} -all"))
+                .unwrap();
+            assert_eq!(cache.len(), 1);
         }
     }
 
