@@ -9,6 +9,7 @@ use tollgate::cli::{check, greylist, health, lint, serve};
 /// mimalloc instead of glibc's malloc: a message makes a few hundred small
 /// allocations, and glibc's malloc and free cost a fifth of the milter's
 /// instructions per message (docs/performance.md, "Where the time goes").
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
