@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tollgate::cli::{check, greylist, health, lint, serve};
 
-/// mimalloc instead of glibc's malloc: a message makes a few hundred small
-/// allocations, and glibc's malloc and free cost a fifth of the milter's
-/// instructions per message (docs/performance.md, "Where the time goes").
+/// With `--features mimalloc`, mimalloc instead of the system's malloc:
+/// a message makes a few hundred small allocations, and glibc's malloc and
+/// free cost a fifth of the milter's instructions per message; but
+/// mimalloc's resident memory creeps up under connection churn
+/// (docs/performance.md, "Where the time goes").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
