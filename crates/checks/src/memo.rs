@@ -18,15 +18,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
-use tollgate_dns::{Lookup, LookupResult, Mx};
+use tollgate_dns::{Lookup, LookupResult, Mx, Weight};
 
 use crate::Checker;
 
 /// The most questions one connection remembers.
 pub(crate) const MAX_ANSWERS: usize = 256;
 
-/// The largest answer remembered, in bytes of names and strings.
-pub(crate) const MAX_REMEMBERED_BYTES: usize = 4096;
+/// The largest answer remembered: the size the resolver's answer map
+/// keeps, so that what it keeps a connection may remember too.
+pub(crate) const MAX_REMEMBERED_BYTES: usize = tollgate_dns::MAX_KEPT_BYTES;
 
 /// Room made at once for the questions of a typical connection (PTR, the
 /// names' addresses, the block lists, the HELO and sender records and
@@ -45,20 +46,18 @@ enum Answer {
 }
 
 impl Answer {
-    /// Bytes of names and strings in the answer (addresses count 16).
+    /// Bytes of data in the answer, as the resolver's answer map counts them.
     fn weight(&self) -> usize {
-        fn names(result: &LookupResult<Vec<String>>) -> usize {
+        fn sum<T: Weight>(result: &LookupResult<Vec<T>>) -> usize {
             result
                 .as_ref()
-                .map_or(0, |v| v.iter().map(String::len).sum())
+                .map_or(0, |v| v.iter().map(Weight::weight).sum())
         }
         match self {
-            Answer::A(r) => r.as_ref().map_or(0, |v| 16 * v.len()),
-            Answer::Aaaa(r) => r.as_ref().map_or(0, |v| 16 * v.len()),
-            Answer::Mx(r) => r
-                .as_ref()
-                .map_or(0, |v| v.iter().map(|mx| 2 + mx.exchange.len()).sum()),
-            Answer::Txt(r) | Answer::Ptr(r) => names(r),
+            Answer::A(r) => sum(r),
+            Answer::Aaaa(r) => sum(r),
+            Answer::Mx(r) => sum(r),
+            Answer::Txt(r) | Answer::Ptr(r) => sum(r),
         }
     }
 }

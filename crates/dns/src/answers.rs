@@ -22,42 +22,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::{LookupError, LookupResult, Mx};
-
-/// The largest answer kept, in bytes of data: far more than an SPF record
-/// (RFC 7208 §3.4 asks for under 450 octets) or an MX set needs, less
-/// than the apex TXT sets of domains that publish many verification
-/// strings, which are then answered by the resolver's cache instead.
-pub(crate) const MAX_KEPT_BYTES: usize = 4096;
-
-/// What a record costs to keep, in bytes of data.
-pub(crate) trait Weight {
-    fn weight(&self) -> usize;
-}
-
-impl Weight for std::net::Ipv4Addr {
-    fn weight(&self) -> usize {
-        4
-    }
-}
-
-impl Weight for std::net::Ipv6Addr {
-    fn weight(&self) -> usize {
-        16
-    }
-}
-
-impl Weight for String {
-    fn weight(&self) -> usize {
-        self.len()
-    }
-}
-
-impl Weight for Mx {
-    fn weight(&self) -> usize {
-        2 + self.exchange.len()
-    }
-}
+use crate::weight::{MAX_KEPT_BYTES, Weight};
+use crate::{LookupError, LookupResult};
 
 /// One kept answer: the records, or "no records" (NXDOMAIN or NODATA).
 #[derive(Debug)]

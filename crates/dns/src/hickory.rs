@@ -54,7 +54,8 @@ use hickory_resolver::net::{DnsError, NetError};
 
 use lenient::Lenient;
 
-use crate::answers::{AnswerMap, Weight};
+use crate::Weight;
+use crate::answers::AnswerMap;
 use crate::observe::{QueryEvent, QueryObserver, QueryType, Served};
 use crate::{Lookup, LookupError, LookupResult, Mx, normalize_name, reverse_name};
 

@@ -23,10 +23,12 @@ pub mod memory;
 mod name;
 pub mod observe;
 mod strings;
+mod weight;
 
 pub use name::{normalize_name, reverse_name};
 pub use observe::{QueryEvent, QueryObserver, QueryType, Served};
 pub use strings::{CharacterStrings, TextType, TxtStrings, split_character_strings};
+pub use weight::{MAX_KEPT_BYTES, Weight};
 
 #[cfg(feature = "hickory")]
 pub use hickory::{HickoryLookup, ResolverError, ResolverOptions};

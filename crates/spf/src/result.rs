@@ -109,39 +109,9 @@ pub struct Explanation {
     pub from_domain: bool,
 }
 
-/// The DNS record types the engine queries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum QueryType {
-    /// A.
-    A,
-    /// AAAA.
-    Aaaa,
-    /// MX.
-    Mx,
-    /// TXT.
-    Txt,
-    /// PTR.
-    Ptr,
-}
-
-impl QueryType {
-    /// The type's mnemonic.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueryType::A => "A",
-            QueryType::Aaaa => "AAAA",
-            QueryType::Mx => "MX",
-            QueryType::Txt => "TXT",
-            QueryType::Ptr => "PTR",
-        }
-    }
-}
-
-impl fmt::Display for QueryType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The DNS record types the engine queries (it never asks type 99, `Spf`):
+/// the one type of the DNS layer, whose observer reports the same queries.
+pub use tollgate_dns::QueryType;
 
 /// One DNS query made during an evaluation, with its outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
